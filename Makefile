@@ -1,0 +1,41 @@
+# Every target builds what it needs, so the README's two commands work on a
+# fresh machine. torch is installed first and pinned: the pin resolves to the
+# CPU wheel on this machine, while an unpinned torch would pull CUDA wheels.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_PIN ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install tour test test-fast docs bench clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_PIN)"
+	$(PIP) install --quiet -e ".[llm,test,distributed,docs]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+tour: $(STAMP)
+	$(PY) -m sklearn_interp.tour
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -q -m "not slow"
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html doc doc/_build/html
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_snmf.py
+
+clean:
+	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

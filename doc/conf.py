@@ -1,0 +1,41 @@
+"""Sphinx configuration of the sklearn_interp documentation (no network needed)."""
+
+import os
+
+import sklearn_interp
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+project = "sklearn_interp"
+author = "sklearn_interp developers"
+release = version = sklearn_interp.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": True}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+templates_path = []
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "reference_url": {"sklearn_interp": None},
+}
+
+html_theme = "alabaster"
+html_static_path = []
+html_theme_options = {"description": "Interpretability methods as scikit-learn estimators"}

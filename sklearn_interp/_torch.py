@@ -1,0 +1,250 @@
+"""The one torch backend of sklearn_interp.
+
+Every estimator resolves its device, dtype and random state here, converts
+its inputs and outputs here, and batches its work here, so that these rules
+are written once:
+
+* ``device="auto"`` means CUDA when available, else CPU; an explicit device
+  that is not available is a ``ValueError``, never a torch traceback.
+* A ``torch.Tensor`` in gives a tensor out, on the estimator's device (no
+  host round trip on a GPU); anything else gives NumPy.
+* ``random_state`` (``None``, an int or a ``RandomState``) becomes a seeded
+  ``torch.Generator`` on the device, so the same seed gives the same result
+  on the same device.
+"""
+
+from __future__ import annotations
+
+import re
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def available_devices():
+    """Names of the devices torch can use on this machine.
+
+    Returns
+    -------
+    devices : list of str
+        ``"cpu"`` first, then ``"cuda"`` when CUDA is present and ``"mps"``
+        when Apple's Metal backend is present.
+
+    Examples
+    --------
+    >>> from sklearn_interp._torch import available_devices
+    >>> available_devices()[0]
+    'cpu'
+    """
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if _mps_available():
+        devices.append("mps")
+    return devices
+
+
+def _mps_available():
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(device="auto"):
+    """Turn a ``device`` parameter into an available ``torch.device``.
+
+    Parameters
+    ----------
+    device : str or torch.device, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        If the name is not a device, or names one this machine lacks.
+
+    Examples
+    --------
+    >>> from sklearn_interp._torch import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or not _DEVICE_PATTERN.match(device):
+        raise ValueError(
+            f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        )
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on "
+                "this machine; use device='cpu' or device='auto'."
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are present."
+            )
+    if device == "mps" and not _mps_available():
+        raise ValueError(
+            "device='mps' was requested but the MPS backend is not available "
+            "on this machine; use device='cpu' or device='auto'."
+        )
+    return torch.device(device)
+
+
+def device_type(device):
+    """The kind of device (``"cpu"``, ``"cuda"``, ``"mps"``) a parameter names.
+
+    Unlike :func:`resolve_device` it never raises; an unknown name gives
+    ``"unknown"``. Used where no error may be raised, such as in tags.
+    """
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    match = _DEVICE_PATTERN.match(name)
+    return match.group(1).split(":")[0] if match else "unknown"
+
+
+def resolve_dtype(dtype, X=None):
+    """Turn a ``dtype`` parameter into a torch floating dtype.
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"} or None
+        ``None`` follows ``X`` (float64 stays float64, anything else becomes
+        float32).
+    X : array-like or torch.Tensor, default=None
+        The input whose dtype ``None`` follows.
+
+    Returns
+    -------
+    dtype : torch.dtype
+    """
+    if dtype is None:
+        source = getattr(X, "dtype", None)
+        is_double = source in (np.float64, torch.float64) or (
+            isinstance(source, np.dtype) and source == np.float64
+        )
+        return torch.float64 if is_double else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in _NUMPY_DTYPES:
+        return dtype
+    try:
+        return _DTYPES[str(np.dtype(dtype))]
+    except (TypeError, KeyError):
+        raise ValueError(
+            f"Unsupported dtype {dtype!r}: use 'float32', 'float64' or None."
+        ) from None
+
+
+def numpy_dtype(dtype):
+    """The NumPy dtype matching a torch floating dtype."""
+    return _NUMPY_DTYPES[dtype]
+
+
+def is_tensor(X):
+    """Whether ``X`` is a torch tensor (its outputs will be tensors too)."""
+    return isinstance(X, torch.Tensor)
+
+
+def to_tensor(X, device, dtype):
+    """Convert NumPy, pandas, array-likes or tensors to a dense tensor.
+
+    Parameters
+    ----------
+    X : array-like, pandas object or torch.Tensor
+    device : torch.device
+    dtype : torch.dtype
+
+    Returns
+    -------
+    tensor : torch.Tensor on ``device`` with ``dtype``. Shares memory with
+        ``X`` when no copy is needed.
+    """
+    if isinstance(X, torch.Tensor):
+        return X.detach().to(device=device, dtype=dtype)
+    if hasattr(X, "to_numpy"):
+        X = X.to_numpy()
+    array = np.asarray(X, dtype=numpy_dtype(dtype))
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
+
+
+def to_numpy(tensor):
+    """Detach a tensor and return it as a NumPy array on the host."""
+    return tensor.detach().cpu().numpy()
+
+
+def to_output(tensor, as_tensor):
+    """Return ``tensor`` itself (a tensor input) or as NumPy (anything else)."""
+    return tensor if as_tensor else to_numpy(tensor)
+
+
+def make_generator(random_state, device):
+    """A ``torch.Generator`` on ``device`` seeded from ``random_state``.
+
+    ``None`` draws a fresh seed from NumPy's global state, as scikit-learn
+    does; an int or a ``RandomState`` gives a reproducible generator.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_interp._torch import make_generator
+    >>> a = torch.rand(3, generator=make_generator(0, torch.device("cpu")))
+    >>> b = torch.rand(3, generator=make_generator(0, torch.device("cpu")))
+    >>> bool(torch.equal(a, b))
+    True
+    """
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def batch_slices(n_samples, batch_size):
+    """Slices covering ``range(n_samples)`` in chunks of ``batch_size``.
+
+    ``batch_size=None`` gives one slice over everything.
+
+    Examples
+    --------
+    >>> from sklearn_interp._torch import batch_slices
+    >>> batch_slices(5, 2)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    if batch_size is None or batch_size >= n_samples:
+        return [slice(0, n_samples)]
+    if not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return [
+        slice(start, min(start + batch_size, n_samples))
+        for start in range(0, n_samples, batch_size)
+    ]
+
+
+def progress(iterable, *, verbose, desc, total=None):
+    """Wrap ``iterable`` in a tqdm progress bar when ``verbose >= 1``."""
+    if not verbose:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+

@@ -1,0 +1,155 @@
+"""Machinery shared by every estimator of sklearn_interp.
+
+:class:`TorchEstimatorMixin` holds what each estimator would otherwise repeat:
+the constraints of the common parameters (``device``, ``dtype``,
+``random_state``, ``verbose``), input validation that accepts NumPy, pandas
+and torch tensors alike, the conversion of outputs back to the caller's
+kind, device caches that never reach a pickle, and tags.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    validate_data,
+)
+
+from . import _torch
+
+# Device tensors derived from fitted attributes, per estimator; entries go
+# when their estimator is garbage-collected.
+_DEVICE_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class TorchEstimatorMixin:
+    """Mixin for estimators computed in torch.
+
+    Estimators list it first among their bases, then scikit-learn's mixins
+    and ``BaseEstimator``. They define ``device``, ``dtype``, ``random_state``
+    and ``verbose`` parameters and merge :attr:`_torch_parameter_constraints`
+    into their own ``_parameter_constraints``.
+
+    Fitted attributes are NumPy arrays; tensors derived from them for a
+    device live in a cache outside the estimator's ``__dict__``, so they are
+    never pickled and a model fitted on a GPU loads on a machine without one.
+    """
+
+    _torch_parameter_constraints: dict = {
+        "device": [str, torch.device],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # -- device and dtype -------------------------------------------------
+    def _torch_device(self):
+        """The resolved device (``ValueError`` for one that is not here)."""
+        return _torch.resolve_device(self.device)
+
+    def _torch_dtype(self, X=None):
+        return _torch.resolve_dtype(self.dtype, X)
+
+    # -- inputs and outputs ----------------------------------------------
+    def _validate_tensor(self, X, *, reset, ensure_min_samples=1, dtype=None):
+        """Validate ``X`` as scikit-learn would and return it as a tensor.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame or torch.Tensor of shape (n_samples, n_features)
+        reset : bool
+            ``True`` in ``fit`` (records ``n_features_in_`` and
+            ``feature_names_in_``), ``False`` afterwards (checks them).
+        ensure_min_samples : int, default=1
+        dtype : torch.dtype, default=None
+            Defaults to the estimator's ``dtype`` parameter resolved against
+            ``X``.
+
+        Returns
+        -------
+        X_tensor : torch.Tensor on the estimator's device
+        as_tensor : bool
+            Whether the caller gave a tensor (and so expects tensors back).
+        """
+        device = self._torch_device()
+        if dtype is None:
+            dtype = self._torch_dtype(X)
+        if _torch.is_tensor(X):
+            self._check_tensor(X, reset=reset, ensure_min_samples=ensure_min_samples)
+            return _torch.to_tensor(X, device, dtype), True
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=ensure_min_samples,
+        )
+        return _torch.to_tensor(X, device, dtype), False
+
+    def _check_tensor(self, X, *, reset, ensure_min_samples):
+        # The same rules validate_data applies to arrays, written for tensors
+        # so that a CUDA tensor is never copied to the host to be checked.
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2D tensor of shape (n_samples, n_features), got a "
+                f"tensor with {X.ndim} dimension(s) and shape {tuple(X.shape)}."
+            )
+        if X.is_complex():
+            raise TypeError(f"Expected a real-valued tensor, got dtype {X.dtype}.")
+        if X.shape[0] < ensure_min_samples:
+            raise ValueError(
+                f"Found a tensor with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) "
+                f"while a minimum of {ensure_min_samples} is required."
+            )
+        if X.shape[1] < 1:
+            raise ValueError(
+                f"Found a tensor with 0 feature(s) (shape={tuple(X.shape)}) "
+                "while a minimum of 1 is required."
+            )
+        if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+            raise ValueError("Input X contains NaN or infinity.")
+        _check_feature_names(self, X, reset=reset)
+        _check_n_features(self, X, reset=reset)
+
+    # -- device caches -----------------------------------------------------
+    def _device_cache(self):
+        """This estimator's private cache of device tensors.
+
+        Kept outside ``__dict__`` (so ``transform`` leaves the estimator's
+        state unchanged, as scikit-learn requires) and therefore never
+        pickled: a model fitted on a GPU loads on a machine without one.
+        """
+        return _DEVICE_CACHES.setdefault(self, {})
+
+    def _on_device(self, name, device, dtype):
+        """The fitted NumPy attribute ``name`` as a cached device tensor."""
+        cache = self._device_cache()
+        key = (name, str(device), dtype)
+        array = getattr(self, name)
+        cached = cache.get(key)
+        # Keyed on the array's identity too: a refit replaces the attribute
+        # and must not reuse a stale copy.
+        if cached is None or cached[0] is not array:
+            cached = (array, _torch.to_tensor(array, device, dtype))
+            cache[key] = cached
+        return cached[1]
+
+    def _clear_device_cache(self):
+        _DEVICE_CACHES.pop(self, None)
+
+    # -- tags ----------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = (
+                ["float64", "float32"] if self.dtype is None else [self.dtype]
+            )
+        # Results are reproducible on a given device; CUDA kernels may not be
+        # bitwise deterministic, which the common checks cannot tell apart.
+        tags.non_deterministic = _torch.device_type(self.device) != "cpu"
+        return tags

@@ -1,0 +1,105 @@
+"""Hypothesis strategies for property-testing pipelines built on sklearn_interp.
+
+The library's own tests use these strategies; they are public so that users
+can property-test their own pipelines with the same inputs. Requires the
+``test`` extra (``pip install "sklearn_interp[test]"``).
+
+Each strategy draws its shape and a seed and builds the data with NumPy, so
+examples shrink towards small shapes and stay fast.
+
+Examples
+--------
+>>> from hypothesis import given, settings
+>>> from sklearn_interp.testing import activation_matrices
+>>> @settings(max_examples=5, deadline=None)
+... @given(activation_matrices(max_samples=20, max_features=8))
+... def test_shape(X):
+...     assert X.ndim == 2 and X.shape[0] >= 2
+>>> test_shape()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ._torch import available_devices
+
+__all__ = [
+    "activation_matrices",
+    "available_devices",
+    "semi_nonnegative_products",
+]
+
+
+def _gelu(x):
+    # tanh approximation of GELU: mostly small negative values, a long positive tail,
+    # as in the MLP activations of BERT- and GPT-style models.
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+
+@st.composite
+def activation_matrices(
+    draw,
+    *,
+    min_samples=2,
+    max_samples=40,
+    min_features=1,
+    max_features=16,
+    dtype=np.float64,
+    allow_degenerate=True,
+):
+    """Activation-like matrices: GELU of random projections, mixed sign.
+
+    Parameters
+    ----------
+    min_samples, max_samples : int
+        Bounds on the number of rows (tokens).
+    min_features, max_features : int
+        Bounds on the number of columns (neurons).
+    dtype : numpy dtype, default=np.float64
+    allow_degenerate : bool, default=True
+        Also draw duplicated rows, all-zero rows and constant columns, which
+        real activations contain (repeated tokens, dead neurons).
+
+    Returns
+    -------
+    strategy : SearchStrategy of ndarray of shape (n_samples, n_features)
+        Finite values.
+    """
+    n_samples = draw(st.integers(min_samples, max_samples))
+    n_features = draw(st.integers(min_features, max_features))
+    seed = draw(st.integers(0, 2**32 - 1))
+    scale = draw(st.sampled_from([1e-2, 1.0, 1e2]))
+    rng = np.random.default_rng(seed)
+    latent_dim = max(1, min(n_features, 4))
+    X = _gelu(rng.standard_normal((n_samples, latent_dim)) @ rng.standard_normal((latent_dim, n_features)))
+    X = scale * (X + 0.1 * rng.standard_normal(X.shape))
+    if allow_degenerate:
+        if draw(st.booleans()) and n_samples >= 2:
+            X[n_samples // 2] = X[0]  # a repeated token
+        if draw(st.booleans()) and n_samples >= 3:
+            X[-1] = 0.0  # a row of dead units
+        if draw(st.booleans()):
+            X[:, 0] = X[0, 0]  # a constant neuron
+    return X.astype(dtype)
+
+
+@st.composite
+def semi_nonnegative_products(draw, *, max_samples=30, max_features=12, max_rank=3, dtype=np.float64):
+    """Exactly representable data ``X = G Fᵀ`` with ``G ≥ 0`` and mixed-sign ``F``.
+
+    Returns
+    -------
+    strategy : SearchStrategy of tuple (X, rank)
+        ``X`` of shape (n_samples, n_features), and the rank of the
+        factorisation that produced it.
+    """
+    rank = draw(st.integers(1, max_rank))
+    n_samples = draw(st.integers(max(rank, 4), max(max_samples, rank + 4)))
+    n_features = draw(st.integers(max(rank, 2), max(max_features, rank + 2)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    G = rng.uniform(0.1, 1.0, size=(n_samples, rank))
+    F = rng.standard_normal((n_features, rank))
+    return (G @ F.T).astype(dtype), rank
