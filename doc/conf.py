@@ -20,7 +20,9 @@ extensions = [
 ]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": True}
+# Inherited scikit-learn methods cite labels of scikit-learn's own docs, which
+# cannot resolve here (no network for intersphinx); document our own members.
+autodoc_default_options = {"members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 templates_path = []

