@@ -191,20 +191,16 @@ def _gram_eigen(X, n_components):
     Exact and deterministic (unlike a randomised SVD, whose result depends
     on the global random state), and cheap when one side of ``X`` is small.
     """
-    n_samples, n_features = X.shape
-    work = X.to(torch.float64)
-    if n_features <= n_samples:
-        eigvals, V = torch.linalg.eigh(work.T @ work)
-        order = torch.argsort(eigvals, descending=True)[:n_components]
-        S = torch.sqrt(eigvals[order].clamp(min=0))
-        V = V[:, order]
-        U = (work @ V) / torch.where(S > 0, S, torch.ones_like(S))
-    else:
-        eigvals, U = torch.linalg.eigh(work @ work.T)
-        order = torch.argsort(eigvals, descending=True)[:n_components]
-        S = torch.sqrt(eigvals[order].clamp(min=0))
-        U = U[:, order]
-        V = (work.T @ U) / torch.where(S > 0, S, torch.ones_like(S))
+    # Work on the side with fewer columns; swap the singular vectors back after.
+    transposed = X.shape[1] > X.shape[0]
+    work = (X.T if transposed else X).to(torch.float64)
+    eigvals, V = torch.linalg.eigh(work.T @ work)
+    order = torch.argsort(eigvals, descending=True)[:n_components]
+    S = torch.sqrt(eigvals[order].clamp(min=0))
+    V = V[:, order]
+    U = (work @ V) / torch.where(S > 0, S, torch.ones_like(S))
+    if transposed:
+        U, V = V, U
     return U.to(X.dtype), S.to(X.dtype), V.to(X.dtype)
 
 
