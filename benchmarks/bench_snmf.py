@@ -71,13 +71,6 @@ def load_activations(n_tokens):
     return np.ascontiguousarray(X[:n_tokens])
 
 
-def svd_bound(X, rank):
-    """Sum of squares the exact rank-k SVD leaves, from XᵀX's eigenvalues (float64)."""
-    X64 = X.astype(np.float64)
-    eigenvalues = np.linalg.eigvalsh(X64.T @ X64)[::-1]
-    return float(eigenvalues.sum() - eigenvalues[:rank].sum())
-
-
 def numpy_ding_mu(X, rank, n_iter, seed=0):
     """Naive baseline: Ding, Li and Jordan's semi-NMF in NumPy, random init.
 
@@ -130,12 +123,13 @@ def main(argv=None):
     import torch
 
     from sklearn_interp.decomposition import SNMFDecomposer
+    from sklearn_interp.decomposition._snmf import svd_bound_r2
 
     warnings.simplefilter("ignore")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
     X = load_activations(args.tokens)
     total_ss = float(np.sum((X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)) ** 2))
-    bound_r2 = 1 - svd_bound(X, args.rank) / total_ss
+    bound_r2 = svd_bound_r2(X, args.rank)
     target_loss = (1 - 0.99 * bound_r2) * total_ss
     print(f"data: {X.shape[0]} tokens × {X.shape[1]} units; exact rank-{args.rank} SVD bound R² = {bound_r2:.4f}")
 

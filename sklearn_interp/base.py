@@ -13,6 +13,7 @@ import weakref
 
 import numpy as np
 import torch
+from sklearn.utils import check_array
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import (
     _check_feature_names,
@@ -25,6 +26,30 @@ from . import _torch
 # Device tensors derived from fitted attributes, per estimator; entries go
 # when their estimator is garbage-collected.
 _DEVICE_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _check_tensor_values(X, *, ensure_min_samples):
+    # The rules check_array applies to arrays, written for tensors so that a
+    # CUDA tensor is never copied to the host to be checked.
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D tensor of shape (n_samples, n_features), got a "
+            f"tensor with {X.ndim} dimension(s) and shape {tuple(X.shape)}."
+        )
+    if X.is_complex():
+        raise TypeError(f"Expected a real-valued tensor, got dtype {X.dtype}.")
+    if X.shape[0] < ensure_min_samples:
+        raise ValueError(
+            f"Found a tensor with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) "
+            f"while a minimum of {ensure_min_samples} is required."
+        )
+    if X.shape[1] < 1:
+        raise ValueError(
+            f"Found a tensor with 0 feature(s) (shape={tuple(X.shape)}) "
+            "while a minimum of 1 is required."
+        )
+    if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+        raise ValueError("Input X contains NaN or infinity.")
 
 
 class TorchEstimatorMixin:
@@ -91,28 +116,30 @@ class TorchEstimatorMixin:
         )
         return _torch.to_tensor(X, device, dtype), False
 
+    def _validate_other(self, X, *, n_columns, what):
+        """Validate a 2D input that is not shaped like the training data.
+
+        For inputs such as codes given to ``inverse_transform``: the same
+        checks as :meth:`_validate_tensor` (rank, finiteness, dtype), but the
+        column count is ``n_columns`` instead of ``n_features_in_``.
+
+        Returns
+        -------
+        X_tensor : torch.Tensor on the estimator's device
+        as_tensor : bool
+            Whether the caller gave a tensor.
+        """
+        as_tensor = _torch.is_tensor(X)
+        if as_tensor:
+            _check_tensor_values(X, ensure_min_samples=1)
+        else:
+            X = check_array(X, dtype=[np.float64, np.float32])
+        if X.shape[1] != n_columns:
+            raise ValueError(f"{what} must have shape (n_samples, {n_columns}), got {tuple(X.shape)}.")
+        return _torch.to_tensor(X, self._torch_device(), self._torch_dtype(X)), as_tensor
+
     def _check_tensor(self, X, *, reset, ensure_min_samples):
-        # The same rules validate_data applies to arrays, written for tensors
-        # so that a CUDA tensor is never copied to the host to be checked.
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected a 2D tensor of shape (n_samples, n_features), got a "
-                f"tensor with {X.ndim} dimension(s) and shape {tuple(X.shape)}."
-            )
-        if X.is_complex():
-            raise TypeError(f"Expected a real-valued tensor, got dtype {X.dtype}.")
-        if X.shape[0] < ensure_min_samples:
-            raise ValueError(
-                f"Found a tensor with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) "
-                f"while a minimum of {ensure_min_samples} is required."
-            )
-        if X.shape[1] < 1:
-            raise ValueError(
-                f"Found a tensor with 0 feature(s) (shape={tuple(X.shape)}) "
-                "while a minimum of 1 is required."
-            )
-        if X.is_floating_point() and not bool(torch.isfinite(X).all()):
-            raise ValueError("Input X contains NaN or infinity.")
+        _check_tensor_values(X, ensure_min_samples=ensure_min_samples)
         _check_feature_names(self, X, reset=reset)
         _check_n_features(self, X, reset=reset)
 

@@ -59,19 +59,12 @@ class TourData:
         return extractor.transform(self.texts), extractor
 
 
-def _svd_bound_r2(X, rank):
-    """R² of the exact rank-``rank`` SVD (Eckart–Young), from XᵀX's eigenvalues in float64."""
-    X64 = X.astype(np.float64)
-    eigenvalues = np.linalg.eigvalsh(X64.T @ X64)[::-1]
-    total = np.sum((X64 - X64.mean(axis=0)) ** 2)
-    return 1.0 - (eigenvalues.sum() - eigenvalues[:rank].sum()) / total
-
-
 def snmf_step(data):
     """SNMFDecomposer on MiniLM MLP activations with the paper's 1 % sparsity."""
     import matplotlib.pyplot as plt
 
     from .decomposition import SNMFDecomposer
+    from .decomposition._snmf import svd_bound_r2
     from .plotting import SNMFFeatureDisplay
 
     X, extractor = data.minilm_layer3
@@ -81,7 +74,7 @@ def snmf_step(data):
     snmf.fit(X)
     fit_time = time.perf_counter() - start
     r2 = snmf.score(X)
-    bound = _svd_bound_r2(X, rank)
+    bound = svd_bound_r2(X, rank)
     kept = int(np.count_nonzero(snmf.components_, axis=1).max())
 
     figure, axis = plt.subplots(figsize=(5, 3))

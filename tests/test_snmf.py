@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_interp.decomposition import SNMFDecomposer
 from sklearn_interp.decomposition._snmf import (
+    svd_bound_r2,
     _coordinate_codes_step,
     _multiplicative_codes_step,
     _squared_loss,
@@ -121,6 +122,15 @@ def test_score_is_at_most_the_svd_bound(X, k, solver):
     assert score <= 1.0 + 1e-12
     if np.sum((X - X.mean(0)) ** 2) > 1e-12 * max(np.sum(X**2), 1e-300):
         assert score <= _svd_r2_bound(X, k) + 1e-9
+
+
+@given(X=activation_matrices(min_samples=4, max_features=10), k=st.integers(1, 4))
+def test_shared_svd_bound_matches_an_independent_svd(X, k):
+    # svd_bound_r2 (used by the tour and the benchmark) goes through XᵀX's
+    # eigenvalues; the oracle through NumPy's SVD of X itself.
+    if np.sum((X - X.mean(0)) ** 2) > 1e-12 * max(np.sum(X**2), 1e-300):
+        scale = np.sum(X**2) / np.sum((X - X.mean(0)) ** 2)
+        assert svd_bound_r2(X, k) == pytest.approx(_svd_r2_bound(X, k), abs=1e-9 * scale)
 
 
 @given(data=semi_nonnegative_products(max_rank=1))
@@ -356,6 +366,19 @@ def test_wrong_feature_count_at_transform_is_rejected():
         snmf.transform(torch.randn(5, 3))
     with pytest.raises(ValueError, match="shape \\(n_samples, 2\\)"):
         snmf.inverse_transform(np.ones((3, 5)))
+    with pytest.raises(ValueError, match="shape \\(n_samples, 2\\)"):
+        snmf.inverse_transform(torch.ones(3, 5))
+
+
+def test_non_finite_codes_are_rejected_by_inverse_transform():
+    snmf = _snmf(2, max_iter=5).fit(np.random.randn(20, 4))
+    codes = np.ones((3, 2))
+    codes[1, 0] = np.nan
+    for given in (codes, torch.from_numpy(codes)):
+        with pytest.raises(ValueError, match="NaN"):
+            snmf.inverse_transform(given)
+    with pytest.raises(ValueError, match="2D"):
+        snmf.inverse_transform(torch.ones(2))
 
 
 def test_unknown_device_is_rejected():

@@ -12,7 +12,6 @@ is a thin layer of validation and state over them.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from numbers import Integral, Real
 
@@ -25,7 +24,6 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -176,13 +174,12 @@ def _reseed_dead_codes(G, XF, FtF, row_sq_norms, generator):
     """
     dead = torch.nonzero(G.amax(dim=0) <= 0).flatten()
     if dead.numel() == 0:
-        return 0
+        return
     errors = _row_losses(row_sq_norms, G, XF, FtF)
     worst = torch.topk(errors, min(dead.numel(), errors.numel())).indices
     noise = 1e-3 * torch.rand(G.shape[0], dead.numel(), generator=generator, device=G.device, dtype=G.dtype)
     G[:, dead] = noise
     G[worst, dead[: worst.numel()]] = 1.0
-    return dead.numel()
 
 
 def _gram_eigen(X, n_components):
@@ -202,6 +199,29 @@ def _gram_eigen(X, n_components):
     if transposed:
         U, V = V, U
     return U.to(X.dtype), S.to(X.dtype), V.to(X.dtype)
+
+
+def svd_bound_r2(X, rank):
+    """R² of the exact rank-``rank`` truncated SVD of the uncentred ``X``.
+
+    The Eckart–Young upper bound on the R² of any rank-``rank``
+    factorisation, SNMF's included, with the same per-feature centring as
+    :meth:`SNMFDecomposer.score`. Computed exactly from the eigenvalues of
+    ``XᵀX`` in float64: a randomised SVD under-estimates it on flat spectra.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    rank : int
+
+    Returns
+    -------
+    r2 : float
+    """
+    X64 = np.asarray(X, dtype=np.float64)
+    eigenvalues = np.linalg.eigvalsh(X64.T @ X64)[::-1]
+    total = np.sum((X64 - X64.mean(axis=0)) ** 2)
+    return float(1.0 - (eigenvalues.sum() - eigenvalues[:rank].sum()) / total)
 
 
 def _kmeans_assignments(X, n_clusters, generator, n_iter=15, batch_size=4096):
@@ -482,9 +502,6 @@ class SNMFDecomposer(
     best_iter_ : int
         Index in ``loss_curve_`` of the returned iterate.
 
-    fit_time_ : float
-        Seconds spent in the last ``fit``.
-
     n_samples_seen_ : int
         Rows that contributed to ``sxg_`` and ``sgg_``.
 
@@ -633,7 +650,6 @@ class SNMFDecomposer(
         X_t, as_tensor = self._validate_and_check_rows(X, reset=True)
         self._clear_device_cache()
         generator = _torch.make_generator(self.random_state, X_t.device)
-        start = time.perf_counter()
         with torch.no_grad():
             G0 = _initial_codes(X_t, self.n_components, self.init, generator, self.batch_size)
             result = _fit_snmf(
@@ -652,7 +668,6 @@ class SNMFDecomposer(
             )
             G, F = result["G"], result["F"]
             self._set_statistics(X_t.T @ G, G.T @ G, X_t.shape[0])
-        self.fit_time_ = time.perf_counter() - start
         self.components_ = _torch.to_numpy(F.T)
         self.training_codes_ = _torch.to_numpy(G)
         self.n_components_ = self.n_components
@@ -784,23 +799,9 @@ class SNMFDecomposer(
             Reconstructed activations.
         """
         check_is_fitted(self)
-        as_tensor = _torch.is_tensor(X)
-        device = self._torch_device()
-        dtype = self._torch_dtype(X)
-        if as_tensor:
-            self._check_codes_shape(X.shape)
-            codes = _torch.to_tensor(X, device, dtype)
-        else:
-            codes = _torch.to_tensor(check_array(X, dtype=[np.float64, np.float32]), device, dtype)
-            self._check_codes_shape(codes.shape)
-        components = self._on_device("components_", device, dtype)
+        codes, as_tensor = self._validate_other(X, n_columns=self.n_components_, what="Codes")
+        components = self._on_device("components_", codes.device, codes.dtype)
         return _torch.to_output(codes @ components, as_tensor)
-
-    def _check_codes_shape(self, shape):
-        if len(shape) != 2 or shape[1] != self.n_components_:
-            raise ValueError(
-                f"Codes must have shape (n_samples, {self.n_components_}), got {tuple(shape)}."
-            )
 
     def score(self, X, y=None):
         """Coefficient of determination of the reconstruction of ``X``.
