@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_PIN)"
-	$(PIP) install --quiet -e ".[llm,test,distributed,docs]"
+	$(PIP) install --quiet -e ".[llm,test,distributed,docs,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)

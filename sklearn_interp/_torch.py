@@ -26,7 +26,11 @@ _DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
 }
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_NUMPY_DTYPES = {
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.int64: np.int64,
+}
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -144,7 +148,7 @@ def resolve_dtype(dtype, X=None):
             isinstance(source, np.dtype) and source == np.float64
         )
         return torch.float64 if is_double else torch.float32
-    if isinstance(dtype, torch.dtype) and dtype in _NUMPY_DTYPES:
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
         return dtype
     try:
         return _DTYPES[str(np.dtype(dtype))]
@@ -155,7 +159,7 @@ def resolve_dtype(dtype, X=None):
 
 
 def numpy_dtype(dtype):
-    """The NumPy dtype matching a torch floating dtype."""
+    """The NumPy dtype matching a torch dtype (float32, float64 or int64)."""
     return _NUMPY_DTYPES[dtype]
 
 

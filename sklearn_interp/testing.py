@@ -28,6 +28,8 @@ from ._torch import available_devices
 __all__ = [
     "activation_matrices",
     "available_devices",
+    "gaussian_clouds",
+    "linear_manifolds",
     "semi_nonnegative_products",
 ]
 
@@ -103,3 +105,63 @@ def semi_nonnegative_products(draw, *, max_samples=30, max_features=12, max_rank
     G = rng.uniform(0.1, 1.0, size=(n_samples, rank))
     F = rng.standard_normal((n_features, rank))
     return (G @ F.T).astype(dtype), rank
+
+
+def _orthonormal_columns(rng, n_rows, n_columns):
+    """A random (n_rows, n_columns) matrix with orthonormal columns."""
+    Q, R = np.linalg.qr(rng.standard_normal((n_rows, n_columns)))
+    return Q * np.sign(np.diag(R))
+
+
+@st.composite
+def linear_manifolds(
+    draw,
+    *,
+    min_dim=1,
+    max_dim=3,
+    min_samples=600,
+    max_samples=800,
+    max_features=64,
+    latents=("gaussian", "uniform"),
+):
+    """Points on a random ``d``-dimensional linear subspace, without noise.
+
+    The latent coordinates are Gaussian or uniform on a cube, embedded
+    isometrically (orthonormal columns) in ``D ∈ [d + 1, max_features]``
+    dimensions and shifted by a random offset.
+
+    Returns
+    -------
+    strategy : SearchStrategy of tuple (X, d)
+        ``X`` of shape (n_samples, D) and the true dimension ``d``.
+    """
+    dim = draw(st.integers(min_dim, max_dim))
+    n_samples = draw(st.integers(min_samples, max_samples))
+    n_features = draw(st.integers(dim + 1, max(max_features, dim + 1)))
+    latent = draw(st.sampled_from(latents))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if latent == "gaussian":
+        Z = rng.standard_normal((n_samples, dim))
+    else:
+        Z = rng.uniform(-1.0, 1.0, size=(n_samples, dim))
+    X = Z @ _orthonormal_columns(rng, n_features, dim).T + rng.standard_normal(n_features)
+    return X, dim
+
+
+@st.composite
+def gaussian_clouds(draw, *, min_samples=20, max_samples=200, min_features=2, max_features=10):
+    """Full-rank Gaussian point clouds: no two pairwise distances tie.
+
+    For invariance tests, where a tie would let rounding pick a different
+    neighbour.
+
+    Returns
+    -------
+    strategy : SearchStrategy of ndarray of shape (n_samples, n_features)
+    """
+    n_samples = draw(st.integers(min_samples, max_samples))
+    n_features = draw(st.integers(min_features, max_features))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_samples, n_features)) * rng.uniform(0.5, 2.0, size=n_features)
