@@ -36,6 +36,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_snmf.py
+	$(PY) benchmarks/bench_local_id.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

@@ -185,23 +185,31 @@ def _nearest_within(neighbourhoods, graph_indices, graph_distances, reference, n
     """
     n_rows, size = neighbourhoods.shape
     graph_width = graph_indices.shape[1]
-    candidates = graph_indices[neighbourhoods]  # (b, L, K)
+    device = reference.device
     # Membership through a dense (b, n_reference) mask: a scatter and a
     # gather, far cheaper than searching sorted member lists.
-    membership = torch.zeros((n_rows, reference.shape[0]), dtype=torch.bool, device=reference.device)
+    membership = torch.zeros((n_rows, reference.shape[0]), dtype=torch.bool, device=device)
     membership.scatter_(1, neighbourhoods, True)
-    is_member = membership.gather(1, candidates.view(n_rows, size * graph_width))
-    is_member = is_member.view(n_rows, size, graph_width)
-    first_hits, found = _first_hits(is_member, n_nearest)
-    # Read only the distances used, not the whole (b, L, K) block.
-    flat_hits = neighbourhoods.unsqueeze(2) * graph_width + first_hits
-    nearest = graph_distances.reshape(-1)[flat_hits]
-    missing = torch.nonzero(~found)
-    if len(missing):
-        nearest[missing[:, 0], missing[:, 1]] = _nearest_within_brute_force(
-            neighbourhoods, missing, reference, n_nearest
-        )
-    return nearest
+    members = neighbourhoods.reshape(-1)
+    nearest = torch.empty((n_rows * size, n_nearest), dtype=reference.dtype, device=device)
+    # (neighbourhood, member) pairs still to resolve, as flat indices. A
+    # member's nearest neighbours mostly lie in the neighbourhood too, so the
+    # head of its list usually suffices; the rest read the whole list, and
+    # the few left after that are brute-forced.
+    pending = torch.arange(n_rows * size, device=device)
+    head = min(graph_width, max(16, 4 * n_nearest))
+    for width in dict.fromkeys((head, graph_width)):
+        pending_members = members[pending]
+        is_member = membership[(pending // size)[:, None], graph_indices[pending_members, :width]]
+        hits, found = _first_hits(is_member, n_nearest)
+        nearest[pending[found]] = graph_distances[pending_members[found, None], hits[found]]
+        pending = pending[~found]
+        if not len(pending):
+            break
+    if len(pending):
+        pairs = torch.stack([pending // size, pending % size], dim=1)
+        nearest[pending] = _nearest_within_brute_force(neighbourhoods, pairs, reference, n_nearest)
+    return nearest.view(n_rows, size, n_nearest)
 
 
 def _first_hits(is_member, n_hits):
