@@ -596,9 +596,9 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :term:`fit`, when ``X`` has string
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features,)
+        Names of features seen during ``fit``, when ``X`` has string
         column names.
     X_fit_ : ndarray of shape (n_fit, n_features)
         The reference cloud: the distinct (and sub-sampled) rows.
@@ -618,10 +618,10 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         The same estimator on the whole of ``X_fit_``.
     n_neighbors_ : int
         The neighbourhood size used, after clipping.
-    neighbor_indices_ : ndarray of shape (n_fit, n_neighbors_)
+    neighbor_indices_ : ndarray of shape (n_fit, L)
         Each fitted row's neighbourhood: rows of ``X_fit_`` by distance.
-    neighbor_distances_ : ndarray of shape (n_fit, n_neighbors_)
-        Their exact distances, ascending.
+    neighbor_distances_ : ndarray of shape (n_fit, L)
+        Their distances, ascending (exact to a relative 5e-11).
     n_duplicates_ : int
         Rows of ``X`` that repeat an earlier row.
     n_undefined_ : int
