@@ -130,7 +130,10 @@ def test_gride_at_scale_one_is_the_twonn_likelihood():
 @given(X=gaussian_clouds(min_samples=30, max_samples=150, max_features=6), n_neighbors=st.integers(3, 40))
 def test_neighbour_search_is_exact_in_both_precisions(X, n_neighbors):
     n_neighbors = min(n_neighbors, len(X) - 1)
-    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+    # float64 distances carry the documented guarantee (Gram-trick values
+    # are kept only when provably within 5e-11); float32 ones are always
+    # recomputed from differences.
+    for dtype, rtol in ((torch.float64, 5e-11), (torch.float32, 1e-6)):
         X_t = torch.tensor(X - X.mean(0), dtype=dtype)
         # The oracle sees the rows as rounded to the working precision, in
         # float64: what is compared is the search, not the input rounding.
