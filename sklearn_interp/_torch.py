@@ -158,6 +158,25 @@ def resolve_dtype(dtype, X=None):
         ) from None
 
 
+def check_device_dtype(device, dtype):
+    """Raise a clear error for a dtype the device cannot hold.
+
+    Apple's MPS backend has no float64; torch would fail deep inside a
+    conversion.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_interp._torch import check_device_dtype
+    >>> check_device_dtype(torch.device("mps"), torch.float64)
+    Traceback (most recent call last):
+    ...
+    ValueError: The MPS device does not support float64; use dtype='float32'.
+    """
+    if torch.device(device).type == "mps" and dtype == torch.float64:
+        raise ValueError("The MPS device does not support float64; use dtype='float32'.")
+
+
 def numpy_dtype(dtype):
     """The NumPy dtype matching a torch dtype (float32, float64 or int64)."""
     return _NUMPY_DTYPES[dtype]

@@ -104,6 +104,7 @@ class TorchEstimatorMixin:
         device = self._torch_device()
         if dtype is None:
             dtype = self._torch_dtype(X)
+        _torch.check_device_dtype(device, dtype)
         if _torch.is_tensor(X):
             self._check_tensor(X, reset=reset, ensure_min_samples=ensure_min_samples)
             return _torch.to_tensor(X, device, dtype), True
@@ -136,7 +137,9 @@ class TorchEstimatorMixin:
             X = check_array(X, dtype=[np.float64, np.float32])
         if X.shape[1] != n_columns:
             raise ValueError(f"{what} must have shape (n_samples, {n_columns}), got {tuple(X.shape)}.")
-        return _torch.to_tensor(X, self._torch_device(), self._torch_dtype(X)), as_tensor
+        device, dtype = self._torch_device(), self._torch_dtype(X)
+        _torch.check_device_dtype(device, dtype)
+        return _torch.to_tensor(X, device, dtype), as_tensor
 
     def _check_tensor(self, X, *, reset, ensure_min_samples):
         _check_tensor_values(X, ensure_min_samples=ensure_min_samples)
