@@ -43,6 +43,7 @@ class TourData:
     out: Path
     n_sentences: int = 1000
     verbose: int = 1
+    _residual: dict = field(default_factory=dict, repr=False)
 
     @cached_property
     def texts(self):
@@ -62,11 +63,10 @@ class TourData:
         """Token embeddings (block outputs) of MiniLM's block ``layer`` over the texts."""
         from .activations import TransformerActivations
 
-        cache = self.__dict__.setdefault("_residual", {})
-        if layer not in cache:
+        if layer not in self._residual:
             extractor = TransformerActivations(layer=layer, site="residual", verbose=self.verbose).fit()
-            cache[layer] = extractor.transform(self.texts)
-        return cache[layer]
+            self._residual[layer] = extractor.transform(self.texts)
+        return self._residual[layer]
 
 
 def snmf_step(data):

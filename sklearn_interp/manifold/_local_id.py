@@ -42,8 +42,8 @@ _GRIDE_STEPS = 64
 # this fraction of the smallest one (distances then accurate to 5e-11);
 # otherwise they are recomputed from differences.
 _GRAM_RELATIVE_TOL = 1e-10
-# Floats a brute-force chunk may hold (gathered neighbourhoods or exact
-# distance rows), so the fallback paths stay within a fixed memory budget.
+# Floats a chunk of the within-neighbourhood brute force may gather, so
+# that fallback stays within a fixed memory budget.
 _CHUNK_ELEMENTS = 2**24
 
 
@@ -308,10 +308,8 @@ def _twonn(nearest, *, discard_fraction, duplicate_tol, drop_undefined):
     x = torch.where(kept, log_ratio, 0.0)
     y = torch.where(kept, -torch.log(1 - rank / n.unsqueeze(-1)), 0.0)
     dimension = (x * y).sum(-1) / (x * x).sum(-1)
-    undefined_estimate = n_kept < 1
-    if not drop_undefined:
-        undefined_estimate |= n_undefined > size - n_kept
-    return dimension.masked_fill(undefined_estimate, torch.nan)
+    # No ratio kept gives 0 / 0, caught as non-finite.
+    return _undefined_to_nan(dimension, undefined, discard_fraction, drop_undefined, minimum=1)
 
 
 def _twonn_ml(nearest, *, discard_fraction, duplicate_tol, drop_undefined):
