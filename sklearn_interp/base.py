@@ -9,7 +9,9 @@ kind, device caches that never reach a pickle, and tags.
 
 from __future__ import annotations
 
+import math
 import weakref
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -50,6 +52,45 @@ def _check_tensor_values(X, *, ensure_min_samples):
         )
     if X.is_floating_point() and not bool(torch.isfinite(X).all()):
         raise ValueError("Input X contains NaN or infinity.")
+
+
+def _top_rows(codes, n):
+    """Indices of the ``n`` rows with the largest code in each column.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples, n_components)
+    n : int
+        Rows per column (clipped to ``n_samples``).
+
+    Returns
+    -------
+    indices : ndarray of shape (n_components, min(n, n_samples))
+        Strongest first; ties keep the earlier row first.
+    """
+    if not isinstance(n, Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    n = min(n, codes.shape[0])
+    order = np.argsort(-codes.T, axis=1, kind="stable")
+    return order[:, :n]
+
+
+def _total_sum_of_squares(X, batch_size):
+    """``‖X − mean(X)‖²_F`` with per-feature means, in float64 and batches.
+
+    Two passes (means, then centred squares) keep memory bounded by
+    ``batch_size`` and avoid the cancellation of ``Σx² − n·x̄²``.
+    """
+    slices = _torch.batch_slices(X.shape[0], batch_size)
+    mean = sum(torch.sum(X[rows], dim=0, dtype=torch.float64) for rows in slices) / X.shape[0]
+    return sum(float(torch.sum((X[rows].to(torch.float64) - mean) ** 2)) for rows in slices)
+
+
+def _r2(residual_ss, total_ss):
+    """``1 − residual_ss / total_ss``, with the constant-data cases defined."""
+    if total_ss == 0.0:
+        return 1.0 if residual_ss == 0.0 else -math.inf
+    return 1.0 - residual_ss / total_ss
 
 
 class TorchEstimatorMixin:

@@ -1,5 +1,6 @@
 """Decompositions of activations into interpretable features."""
 
+from ._mp_sae import MatchingPursuitSAE, TopKSAE
 from ._snmf import SNMFDecomposer
 
-__all__ = ["SNMFDecomposer"]
+__all__ = ["MatchingPursuitSAE", "SNMFDecomposer", "TopKSAE"]

@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
-from ..base import TorchEstimatorMixin
+from ..base import TorchEstimatorMixin, _r2, _top_rows, _total_sum_of_squares
 
 # ---------------------------------------------------------------------------
 # The algorithm, on tensors. X is (n, d), G is (n, k) >= 0, F is (d, k).
@@ -825,19 +825,12 @@ class SNMFDecomposer(
         check_is_fitted(self)
         X_t, _ = self._validate_tensor(X, reset=False)
         components = self._on_device("components_", X_t.device, X_t.dtype)
-        slices = _torch.batch_slices(X_t.shape[0], self.batch_size)
-        residual_ss = total_ss = 0.0
+        residual_ss = 0.0
         with torch.no_grad():
             for rows, G in self._batched_codes(X_t):
                 residual_ss += float(torch.sum((X_t[rows] - G @ components) ** 2, dtype=torch.float64))
-            # Two passes in float64 (means, then centred squares) keep memory
-            # bounded by batch_size and avoid the cancellation of Σx² − n·x̄².
-            mean = sum(torch.sum(X_t[rows], dim=0, dtype=torch.float64) for rows in slices) / X_t.shape[0]
-            for rows in slices:
-                total_ss += float(torch.sum((X_t[rows].to(torch.float64) - mean) ** 2))
-        if total_ss == 0.0:
-            return 1.0 if residual_ss == 0.0 else -math.inf
-        return 1.0 - residual_ss / total_ss
+            total_ss = _total_sum_of_squares(X_t, self.batch_size)
+        return _r2(residual_ss, total_ss)
 
     # -- interpretation ------------------------------------------------------
     def feature_directions(self, normalize=True):
@@ -884,12 +877,7 @@ class SNMFDecomposer(
             codes = self.transform(X)
             if _torch.is_tensor(codes):
                 codes = _torch.to_numpy(codes)
-        if not isinstance(n, Integral) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}.")
-        n = min(n, codes.shape[0])
-        # Stable sort on the negated codes: ties keep the earlier row first.
-        order = np.argsort(-codes.T, axis=1, kind="stable")
-        return order[:, :n]
+        return _top_rows(codes, n)
 
     @property
     def _n_features_out(self):

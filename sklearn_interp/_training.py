@@ -1,0 +1,148 @@
+"""Gradient-descent training on skorch, set up once for every estimator.
+
+Estimators that learn by gradient descent keep their algorithm in a
+``torch.nn.Module`` and hand the loop to a skorch ``NeuralNet`` built by
+:func:`make_net`: Adam, mini-batches that are reshuffled every epoch from a
+seed, gradient-norm clipping, early stopping on the training loss, a
+progress bar with ``verbose``, and any callbacks the method adds (for
+instance a projection after every optimiser step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.utils import noop
+
+
+class ShuffledBatches:
+    """skorch iterator over row batches of the tensors in a skorch ``Dataset``.
+
+    It stands in for a ``DataLoader``: a batch is one gather from the tensor
+    instead of ``batch_size`` single-row look-ups and a collate, and the
+    shuffle comes from an integer seed and the epoch count, so a net that
+    holds this iterator pickles (a ``torch.Generator`` does not) and the
+    same seed gives the same batches.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset
+        Holds ``X`` (a tensor) and ``y`` (a tensor or ``None``).
+    batch_size : int
+    shuffle : bool, default=True
+    seed : int, default=0
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=True, seed=0):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self._epoch = 0
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        X, y = self.dataset.X, self.dataset.y
+        n_samples = X.shape[0]
+        if self.shuffle:
+            # Seeding by (seed, epoch) gives each epoch its own order.
+            order = np.random.default_rng([self.seed, self._epoch]).permutation(n_samples)
+            order = torch.from_numpy(order).to(X.device)
+        else:
+            order = torch.arange(n_samples, device=X.device)
+        self._epoch += 1
+        for start in range(0, n_samples, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            yield X[rows], (None if y is None else y[rows])
+
+
+def make_net(
+    net_class,
+    module,
+    criterion,
+    *,
+    device,
+    batch_size,
+    learning_rate,
+    seed,
+    tol=None,
+    grad_clip=None,
+    verbose=0,
+    callbacks=(),
+):
+    """A skorch net over an initialised ``module``, ready for ``partial_fit``.
+
+    Parameters
+    ----------
+    net_class : type
+        ``skorch.NeuralNet`` or a subclass (usually one that overrides
+        ``get_loss``).
+    module : torch.nn.Module
+        Initialised module, already on ``device`` with the right dtype.
+    criterion : torch.nn.Module
+        Initialised loss module.
+    device : torch.device
+    batch_size : int
+    learning_rate : float
+        Adam's step size.
+    seed : int
+        Seed of the batch order.
+    tol : float or None, default=None
+        Stop when the epoch's training loss fails to improve on the best
+        so far by this relative amount; ``None`` runs every epoch.
+    grad_clip : float or None, default=None
+        Clip the gradient norm of all parameters to this value.
+    verbose : int, default=0
+        ``>= 1`` shows a progress bar over the batches of every epoch and
+        skorch's epoch table.
+    callbacks : sequence of (name, skorch.callbacks.Callback)
+        Method-specific callbacks, run after the shared ones.
+
+    Returns
+    -------
+    net : skorch.NeuralNet
+        Initialised; ``net.partial_fit(X, epochs=n)`` trains it.
+    """
+    shared = []
+    if grad_clip is not None:
+        shared.append(("grad_clip", GradientNormClipping(gradient_clip_value=grad_clip)))
+    if tol is not None:
+        shared.append(
+            (
+                "early_stopping",
+                EarlyStopping(
+                    monitor="train_loss",
+                    patience=1,
+                    threshold=tol,
+                    threshold_mode="rel",
+                    sink=print if verbose else noop,
+                ),
+            )
+        )
+    if verbose:
+        shared.append(("progress", ProgressBar(postfix_keys=["train_loss"])))
+    net = net_class(
+        module=module,
+        criterion=criterion,
+        optimizer=torch.optim.Adam,
+        lr=learning_rate,
+        batch_size=batch_size,
+        train_split=None,
+        iterator_train=ShuffledBatches,
+        iterator_train__seed=int(seed),
+        device=str(device),
+        callbacks=shared + list(callbacks),
+        verbose=verbose,
+    )
+    return net.initialize()
+
+
+def epoch_losses(net):
+    """The mean training loss of every epoch the net has run."""
+    return np.asarray(net.history[:, "train_loss"], dtype=np.float64)
