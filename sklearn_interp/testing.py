@@ -31,6 +31,7 @@ __all__ = [
     "gaussian_clouds",
     "linear_manifolds",
     "semi_nonnegative_products",
+    "sparse_dictionary_data",
 ]
 
 
@@ -165,3 +166,50 @@ def gaussian_clouds(draw, *, min_samples=20, max_samples=200, min_features=2, ma
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_samples, n_features)) * rng.uniform(0.5, 2.0, size=n_features)
+
+
+@st.composite
+def sparse_dictionary_data(
+    draw,
+    *,
+    max_samples=30,
+    max_features=12,
+    max_atoms=24,
+    max_active=4,
+    orthonormal=False,
+    dtype=np.float64,
+):
+    """Rows that are sparse non-negative mixtures of a random unit dictionary.
+
+    The dictionary's atoms are Gaussian directions (orthonormal rows when
+    ``orthonormal``, which needs ``n_atoms <= n_features``); every row mixes
+    up to ``max_active`` atoms with coefficients in [0.5, 2), adds a little
+    noise and a random offset ``bias``. Continuous random data: no two
+    correlations tie, so greedy encoders pick the same atoms in any order
+    of computation.
+
+    Returns
+    -------
+    strategy : SearchStrategy of tuple (X, atoms, bias)
+        ``X`` of shape (n_samples, n_features), ``atoms`` of shape
+        (n_atoms, n_features) with unit rows, ``bias`` of shape
+        (n_features,).
+    """
+    n_features = draw(st.integers(2, max(max_features, 2)))
+    max_atoms = min(max_atoms, n_features) if orthonormal else max_atoms
+    n_atoms = draw(st.integers(2, max(max_atoms, 2)))
+    n_samples = draw(st.integers(1, max_samples))
+    n_active = draw(st.integers(1, min(max_active, n_atoms)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if orthonormal:
+        atoms = _orthonormal_columns(rng, n_features, n_atoms).T
+    else:
+        atoms = rng.standard_normal((n_atoms, n_features))
+        atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    codes = np.zeros((n_samples, n_atoms))
+    for row in codes:
+        row[rng.choice(n_atoms, size=n_active, replace=False)] = rng.uniform(0.5, 2.0, size=n_active)
+    bias = rng.standard_normal(n_features)
+    X = codes @ atoms + bias + 0.01 * rng.standard_normal((n_samples, n_features))
+    return X.astype(dtype), atoms.astype(dtype), bias.astype(dtype)
