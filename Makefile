@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml setup.py
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_PIN)"
 	$(PIP) install --quiet -e ".[llm,test,distributed,docs,bench]"
+	# overcomplete (a benchmark anchor) declares torchvision, timm and OpenCV,
+	# which its SAEs do not use; torchvision would pull a CUDA torch.
+	$(PIP) install --quiet --no-deps "overcomplete==0.3.0" "einops>=0.7"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,6 +40,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_snmf.py
 	$(PY) benchmarks/bench_local_id.py
+	$(PY) benchmarks/bench_mp_sae.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

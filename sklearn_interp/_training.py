@@ -99,8 +99,8 @@ def make_net(
     grad_clip : float or None, default=None
         Clip the gradient norm of all parameters to this value.
     verbose : int, default=0
-        ``>= 1`` shows a progress bar over the batches of every epoch and
-        skorch's epoch table.
+        ``>= 1`` shows a progress bar over the batches of every epoch;
+        ``>= 2`` also skorch's table of epoch losses.
     callbacks : sequence of (name, skorch.callbacks.Callback)
         Method-specific callbacks, run after the shared ones.
 
@@ -138,7 +138,7 @@ def make_net(
         iterator_train__seed=int(seed),
         device=str(device),
         callbacks=shared + list(callbacks),
-        verbose=verbose,
+        verbose=max(0, verbose - 1),
     )
     return net.initialize()
 

@@ -198,6 +198,45 @@ def _pursuit_path(
     return indices, values, residual
 
 
+def _pursuit_indices_from_gram(X_centered, selection_atoms, atoms, n_steps, *, nonnegative=True, atom_mask=None):
+    """The atoms :func:`_pursuit_path` picks, from one Gram matrix.
+
+    Subtracting ``v·d_j`` from the residual subtracts ``v·(W d_jᵀ)`` from its
+    correlations with the selection atoms ``W``, so after one product
+    ``X_centered Wᵀ`` every step updates the correlations with a row of
+    the ``(n_components, n_components)`` matrix ``D Wᵀ`` instead of
+    multiplying the residual by ``Wᵀ`` again. Cheaper when
+    ``n_components <= n_steps · n_samples`` (the Gram matrix is then no
+    larger than the correlations a pursuit computes), as in training
+    batches. The updated correlations drift from recomputed ones by
+    rounding only, so picks can differ from :func:`_pursuit_path` only
+    where two correlations tie to that precision; training replays the
+    values from the picked atoms anyway.
+
+    Returns
+    -------
+    indices : int64 Tensor of shape (n_samples, n_steps)
+        -1 where the step added nothing.
+    """
+    correlations = X_centered @ selection_atoms.T
+    # Row j: how subtracting atom j moves every correlation (rows gather contiguously).
+    gram = atoms @ selection_atoms.T
+    n_samples = X_centered.shape[0]
+    indices = torch.full((n_samples, n_steps), -1, dtype=torch.int64, device=X_centered.device)
+    masked = None if atom_mask is None else ~atom_mask
+    for step in range(n_steps):
+        strength = correlations if nonnegative else correlations.abs()
+        if masked is not None:
+            strength = strength.masked_fill(masked, -torch.inf)
+        best = strength.argmax(dim=1)
+        value = correlations.gather(1, best[:, None])[:, 0]
+        if nonnegative:
+            value = value.clamp_min(0.0)
+        correlations.addcmul_(value[:, None], gram[best], value=-1.0)
+        indices[:, step] = torch.where(value != 0, best, -1)
+    return indices
+
+
 def _pursuit_residual(X_centered, selection_atoms, atoms, indices, *, nonnegative=True):
     """Residual of matching pursuit along a given path, differentiably.
 
@@ -301,14 +340,12 @@ class _SparseAutoencoderModule(torch.nn.Module):
             if self.encoder == "topk":
                 indices = _topk_path(X_centered, selection, atoms, self.n_steps, atom_mask=self.atom_mask)[0]
             else:
-                indices = _pursuit_path(
-                    X_centered,
-                    selection,
-                    atoms,
-                    self.n_steps,
-                    nonnegative=self.nonnegative,
-                    atom_mask=self.atom_mask,
-                )[0]
+                pick = _pursuit_indices_from_gram if atoms.shape[0] <= self.n_steps * X.shape[0] else _pursuit_path
+                indices = pick(
+                    X_centered, selection, atoms, self.n_steps, nonnegative=self.nonnegative, atom_mask=self.atom_mask
+                )
+                if pick is _pursuit_path:
+                    indices = indices[0]
         if self.encoder == "topk":
             return _topk_residual(X_centered, selection, atoms, indices), indices
         return _pursuit_residual(X_centered, selection, atoms, indices, nonnegative=self.nonnegative), indices
