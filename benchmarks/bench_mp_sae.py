@@ -3,7 +3,9 @@
 One process, one dataset: block-3 outputs of all-MiniLM-L6-v2 over 1000
 standard-library docstring sentences (about 20 000 tokens × 384), 1024
 atoms, k = 16, Adam 1e-3, batch 256 (specs/mp_sae.md §11). Printed per
-model: training seconds per epoch, peak resident memory of training,
+model: training seconds per epoch, peak resident memory of training (above
+the data already in memory), the memory autograd keeps for the backward
+pass of one batch,
 encoding rows per second at k = 16, R² (per-feature centring) at inference
 k = 1, 4, 8, 16, 32, 64, and atoms never picked when encoding all rows at
 k = 16; then the ratios the issue sets targets for.
@@ -80,6 +82,20 @@ def import_overcomplete():
     return MpSAE, train_sae
 
 
+def saved_for_backward_mib(forward):
+    """MiB of tensors autograd keeps for the backward pass of one forward call."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward()
+    return total / 2**20
+
+
 def timed(function):
     with PeakMemory() as memory:
         start = time.perf_counter()
@@ -95,10 +111,12 @@ def ours(estimator, X, epochs):
     epoch_seconds = float(np.mean(model.net_.history[:, "dur"]))
     codes, encode_seconds, _ = timed(lambda: model.transform(X))
     scores = {k: model.score(X, k=k) for k in INFERENCE_K}
+    batch = torch.from_numpy(X[:BATCH])
     return model, {
         "epoch s": epoch_seconds,
         "fit s (all)": seconds,
         "train peak MiB": mib,
+        "autograd MiB/batch": saved_for_backward_mib(lambda: model.net_.module_(batch)),
         "encode rows/s": len(X) / encode_seconds,
         **{f"R² k={k}": score for k, score in scores.items()},
         "dead atoms": int((~(codes > 0).any(axis=0)).sum()),
@@ -116,6 +134,7 @@ def overcomplete_mp(X, epochs, MpSAE, train_sae):
         return (x - x_hat).square().mean()
 
     _, seconds, mib = timed(lambda: train_sae(model, loader, mse, optimizer, nb_epochs=epochs, monitoring=0))
+    saved = saved_for_backward_mib(lambda: model(X_t[:BATCH]))
     model.eval()
 
     def reconstruct(k):
@@ -130,6 +149,7 @@ def overcomplete_mp(X, epochs, MpSAE, train_sae):
         "epoch s": seconds / epochs,
         "fit s (all)": seconds,
         "train peak MiB": mib,
+        "autograd MiB/batch": saved,
         "encode rows/s": len(X) / encode_seconds,
         **{f"R² k={k}": score for k, score in scores.items()},
         "dead atoms": int((~(codes != 0).any(axis=0)).sum()),

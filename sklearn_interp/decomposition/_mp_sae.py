@@ -35,6 +35,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
+from sklearn.utils._metadata_requests import UNUSED
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -443,6 +444,11 @@ class _BaseSparseAutoencoder(
 
     _encoder = None
 
+    # The keyword options of transform and score choose how to encode; they
+    # are not per-sample metadata for a meta-estimator to route.
+    __metadata_request__transform = {"k": UNUSED}
+    __metadata_request__score = {"k": UNUSED}
+
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "k": [Interval(Integral, 1, None, closed="left")],
@@ -816,7 +822,7 @@ _ATTRIBUTES_DOC = """
     n_steps_ : int
         Optimiser steps run.
 
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of shape (n_epochs,)
         Mean training loss per epoch: ``‖x − x̂‖²`` per row, averaged
         (minus the revival bonus when ``revive_dead > 0``).
 
@@ -912,6 +918,8 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
     """
 
     _encoder = "matching_pursuit"
+
+    __metadata_request__transform = {"k": UNUSED, "residual_threshold": UNUSED}
 
     _parameter_constraints: dict = {
         **_BaseSparseAutoencoder._parameter_constraints,
