@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 
 class PeakMemory:
@@ -30,3 +31,12 @@ class PeakMemory:
         self._thread.join()
         self.peak = max(self.peak, self._rss())
         self.mib = (self.peak - self.start) / 2**20
+
+
+def timed(function):
+    """Run ``function()``; return its value, the seconds it took and its peak MiB."""
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        value = function()
+        seconds = time.perf_counter() - start
+    return value, seconds, memory.mib

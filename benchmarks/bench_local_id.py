@@ -18,13 +18,12 @@ installed next to this library; run it in its own environment.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import PeakMemory
+from _common import timed
 
 from sklearn_interp.manifold import LocalIDEstimator, intrinsic_dimension
 from sklearn_interp.manifold._local_id import _nearest_neighbors
@@ -34,14 +33,6 @@ def make_cloud(n, D, d, noise, seed=0):
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((D, d)))
     return rng.standard_normal((n, d)) @ basis.T + noise * rng.standard_normal((n, D))
-
-
-def timed(function):
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        value = function()
-        seconds = time.perf_counter() - start
-    return value, seconds, memory.mib
 
 
 def main(argv=None):

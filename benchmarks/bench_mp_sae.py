@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from _common import PeakMemory
+from _common import timed
 
 from sklearn_interp.decomposition import MatchingPursuitSAE, TopKSAE
 
@@ -94,14 +94,6 @@ def saved_for_backward_mib(forward):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         forward()
     return total / 2**20
-
-
-def timed(function):
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        value = function()
-        seconds = time.perf_counter() - start
-    return value, seconds, memory.mib
 
 
 def ours(estimator, X, epochs):

@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import torch
-from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
 from skorch.utils import noop
 

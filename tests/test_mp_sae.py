@@ -509,13 +509,12 @@ def test_matching_pursuit_recovers_a_planted_hierarchy_that_topk_misses():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data_seed", [0, 1, 2])
-def test_hierarchy_recovery_floors_hold_across_seeds(data_seed):
-    for model_seed in range(3):
-        data, fits = _hierarchy_fits(data_seed, model_seed)
-        mp_cosines, topk_cosines = fits["MatchingPursuitSAE"][1], fits["TopKSAE"][1]
-        assert mp_cosines.mean() >= 0.93
-        assert mp_cosines[data.is_parent].mean() >= 0.9 > 0.85 >= topk_cosines[data.is_parent].mean()
+@pytest.mark.parametrize("seed", [1, 2])
+def test_hierarchy_recovery_floors_hold_on_other_data_and_initialisations(seed):
+    data, fits = _hierarchy_fits(seed, seed)
+    mp_cosines, topk_cosines = fits["MatchingPursuitSAE"][1], fits["TopKSAE"][1]
+    assert mp_cosines.mean() >= 0.93
+    assert mp_cosines[data.is_parent].mean() >= 0.9 > 0.85 >= topk_cosines[data.is_parent].mean()
 
 
 # -- real activations -------------------------------------------------------------

@@ -716,7 +716,7 @@ class _BaseSparseAutoencoder(
         indices : ndarray of shape (n_components, min(n, n_samples))
             Row indices, strongest code first.
         """
-        codes, _ = self._encode(X, None)
+        codes, _ = self._encode(X, None, **self._encoder_options())
         return _top_rows(_torch.to_numpy(codes), n)
 
     @property
