@@ -20,6 +20,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES = available_devices()
 
+# Under pytest-xdist every worker has a core of its own: one torch thread
+# each, instead of every worker's thread pool competing for every core.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(params=DEVICES)
 def device(request):
