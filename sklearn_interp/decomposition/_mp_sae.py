@@ -10,10 +10,12 @@ atoms that are correlated with earlier ones — the hierarchical features a
 one-shot TopK encoder (:class:`TopKSAE`) cannot separate.
 
 Training follows the encoder's path without differentiating through the
-choice of atoms: the atoms are picked under ``torch.no_grad()`` (one
-``batch × n_components`` product per step, never stored) and the values
-are recomputed from the gathered atoms, so autograd stores
-``k · batch · n_features`` numbers, not ``k · batch · n_components``.
+choice of atoms: the atoms are picked under ``torch.no_grad()`` (by updating
+the correlations with rows of the atoms' Gram matrix when that is cheaper
+than recomputing them) and the values are recomputed from the gathered
+atoms, so autograd stores ``k · batch · n_features`` numbers, not
+``k · batch · n_components``. Encoding recomputes every correlation from
+the residual, so its invariants hold to rounding.
 
 The algorithm lives in small functions on tensors; the estimators are a
 thin layer of validation and state over them, and skorch runs the training
