@@ -3,9 +3,10 @@
 One process, one dataset: block-3 outputs of all-MiniLM-L6-v2 over 1000
 standard-library docstring sentences (about 20 000 tokens × 384), 1024
 atoms, k = 16, Adam 1e-3, batch 256 (specs/mp_sae.md §11). Printed per
-model: training seconds per epoch, peak resident memory of training (above
-the data already in memory), the memory autograd keeps for the backward
-pass of one batch,
+model: training seconds per epoch (and, for ours, the part of it spent
+picking atoms by Gram updates, next to the direct pursuit's time), peak
+resident memory of training (above the data already in memory), the memory
+autograd keeps for the backward pass of one batch,
 encoding rows per second at k = 16, R² (per-feature centring) at inference
 k = 1, 4, 8, 16, 32, 64, and atoms never picked when encoding all rows at
 k = 16; then the ratios the issue sets targets for.
@@ -38,7 +39,9 @@ import pandas as pd
 import torch
 from _common import timed
 
+from sklearn_interp._torch import batch_slices
 from sklearn_interp.decomposition import MatchingPursuitSAE, TopKSAE
+from sklearn_interp.decomposition._mp_sae import _pursuit_indices_from_gram, _pursuit_path
 
 N_ATOMS, K, BATCH, LEARNING_RATE = 1024, 16, 256, 1e-3
 INFERENCE_K = (1, 4, 8, 16, 32, 64)
@@ -115,6 +118,23 @@ def ours(estimator, X, epochs):
     }
 
 
+def atom_picking_seconds(model, X):
+    """Seconds to pick the atoms of one epoch of training batches, both ways.
+
+    Training picks atoms from Gram-matrix updates of the correlations when
+    n_components <= k * batch; the direct pursuit recomputes them every step.
+    """
+    atoms = torch.from_numpy(model.components_)
+    centred = torch.from_numpy(X - model.bias_)
+    ways = {"direct pursuit": lambda rows: _pursuit_path(centred[rows], atoms, atoms, K)}
+    ways["Gram updates"] = lambda rows: _pursuit_indices_from_gram(centred[rows], atoms, atoms, K)
+    seconds = {}
+    with torch.no_grad():
+        for name, pick in ways.items():
+            _, seconds[name], _ = timed(lambda pick=pick: [pick(rows) for rows in batch_slices(len(X), BATCH)])
+    return seconds
+
+
 def overcomplete_mp(X, epochs, MpSAE, train_sae):
     torch.manual_seed(0)
     X_t = torch.from_numpy(X)
@@ -179,6 +199,9 @@ def main(argv=None):
     if overcomplete is not None:
         rows["overcomplete MpSAE + train_sae"] = overcomplete_mp(X, args.epochs, *overcomplete)
     model, rows["ours MatchingPursuitSAE"] = ours(MatchingPursuitSAE, X, args.epochs)
+    # Stages of an epoch, not runs: no ratio for them.
+    for name, seconds in atom_picking_seconds(model, X).items():
+        rows[f"  of which: picking atoms, {name}"] = {"epoch s": seconds}
     _, rows["ours TopKSAE (same loop)"] = ours(TopKSAE, X, args.epochs)
     subset = X[: args.n_omp]
     rows[f"sklearn OMP on our dictionary, {len(subset)} rows"] = omp_oracle(model, subset)

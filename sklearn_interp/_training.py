@@ -17,6 +17,8 @@ import torch
 from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
 from skorch.utils import noop
 
+from . import _torch
+
 
 class ShuffledBatches:
     """skorch iterator over row batches of the tensors in a skorch ``Dataset``.
@@ -56,8 +58,8 @@ class ShuffledBatches:
         else:
             order = torch.arange(n_samples, device=X.device)
         self._epoch += 1
-        for start in range(0, n_samples, self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for batch in _torch.batch_slices(n_samples, self.batch_size):
+            rows = order[batch]
             yield X[rows], (None if y is None else y[rows])
 
 

@@ -300,7 +300,8 @@ def _planted(n_samples, seed=0, n_atoms=16, n_features=10, n_active=3):
     return codes @ atoms + bias + 0.01 * rng.standard_normal((n_samples, n_features)), atoms, bias
 
 
-# Floors from random_state 0-2: MP reached R² 0.919-0.932 from 0.55-0.56;
+# Floors from random_state 0-2 (benchmarks/calibrate_mp_sae_floors.py): MP
+# reached R² 0.919-0.932 from 0.55-0.56;
 # TopK 0.842-0.864 from 0.32-0.40 (one-shot codes of coherent atoms overshoot).
 @pytest.mark.parametrize("estimator, floor", [(MatchingPursuitSAE, 0.9), (TopKSAE, 0.8)])
 def test_training_improves_reconstruction_of_planted_sparse_data(estimator, floor):
@@ -364,6 +365,8 @@ def test_atom_dropout_runs_only_in_its_epochs_and_leaves_no_mask():
     assert sae.net_.module_.atom_mask is None
     dropout = dict(sae.net_.callbacks_)["atom_dropout"]
     draws = dropout.rng_.bit_generator.state["state"]
+    # Masks were drawn during the first epoch: the generator has moved on from its seed.
+    assert draws != np.random.default_rng(dropout.seed).bit_generator.state["state"]
     # Training on continues without drawing masks once the dropout epochs are over.
     sae.partial_fit(X)
     assert dropout.rng_.bit_generator.state["state"] == draws
@@ -486,7 +489,8 @@ def _hierarchy_fits(data_seed, model_seed):
     return data, fits
 
 
-# Floors measured over data seeds 0-2 x model seeds 0-2 (9 fits each): MP's
+# Floors measured by benchmarks/calibrate_mp_sae_floors.py over data seeds
+# 0-2 x model seeds 0-2 (9 fits each): MP's
 # mean best cosine to the 32 planted atoms ranged 0.949-0.988 and its parents
 # 0.932-0.976; TopK's parents 0.780-0.807 and its R² 0.73-0.80 (MP 0.93-0.98).
 

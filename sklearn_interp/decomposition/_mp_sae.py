@@ -343,12 +343,11 @@ class _SparseAutoencoderModule(torch.nn.Module):
             if self.encoder == "topk":
                 indices = _topk_path(X_centered, selection, atoms, self.n_steps, atom_mask=self.atom_mask)[0]
             else:
-                pick = _pursuit_indices_from_gram if atoms.shape[0] <= self.n_steps * X.shape[0] else _pursuit_path
-                indices = pick(
-                    X_centered, selection, atoms, self.n_steps, nonnegative=self.nonnegative, atom_mask=self.atom_mask
-                )
-                if pick is _pursuit_path:
-                    indices = indices[0]
+                options = {"nonnegative": self.nonnegative, "atom_mask": self.atom_mask}
+                if atoms.shape[0] <= self.n_steps * X.shape[0]:
+                    indices = _pursuit_indices_from_gram(X_centered, selection, atoms, self.n_steps, **options)
+                else:
+                    indices = _pursuit_path(X_centered, selection, atoms, self.n_steps, **options)[0]
         if self.encoder == "topk":
             return _topk_residual(X_centered, selection, atoms, indices), indices
         return _pursuit_residual(X_centered, selection, atoms, indices, nonnegative=self.nonnegative), indices

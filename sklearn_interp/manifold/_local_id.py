@@ -244,8 +244,8 @@ def _nearest_within_brute_force(neighbourhoods, pairs, reference, n_nearest):
     size, n_features = neighbourhoods.shape[1], reference.shape[1]
     chunk = max(1, _CHUNK_ELEMENTS // (size * n_features))
     out = []
-    for start in range(0, len(pairs), chunk):
-        rows, columns = pairs[start : start + chunk].unbind(1)
+    for batch in _torch.batch_slices(len(pairs), chunk):
+        rows, columns = pairs[batch].unbind(1)
         members = neighbourhoods[rows]  # (f, L)
         centres = members.gather(1, columns[:, None])  # (f, 1)
         distances = _exact_distances(reference[members], reference[centres[:, 0]])
