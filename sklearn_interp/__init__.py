@@ -3,16 +3,20 @@
 Each method is a scikit-learn estimator computed in torch, on CPU or GPU,
 in a public subpackage per family:
 
-* :mod:`sklearn_interp.decomposition` -- :class:`~sklearn_interp.decomposition.SNMFDecomposer`
+* :mod:`sklearn_interp.decomposition` -- :class:`~sklearn_interp.decomposition.SNMFDecomposer`,
+  :class:`~sklearn_interp.decomposition.MatchingPursuitSAE`
+* :mod:`sklearn_interp.evaluation` -- :class:`~sklearn_interp.evaluation.DiffROAR`
 * :mod:`sklearn_interp.manifold` -- :class:`~sklearn_interp.manifold.LocalIDEstimator`
+* :mod:`sklearn_interp.neural_network` -- torch classifiers whose gradients can be explained
 * :mod:`sklearn_interp.activations` -- :class:`~sklearn_interp.activations.TransformerActivations`
 * :mod:`sklearn_interp.datasets` -- offline real data
 * :mod:`sklearn_interp.testing` -- Hypothesis strategies for property tests
 """
 
-from .decomposition import SNMFDecomposer
+from .decomposition import MatchingPursuitSAE, SNMFDecomposer
+from .evaluation import DiffROAR
 from .manifold import LocalIDEstimator
 
 __version__ = "0.1.0"
 
-__all__ = ["LocalIDEstimator", "SNMFDecomposer", "__version__"]
+__all__ = ["DiffROAR", "LocalIDEstimator", "MatchingPursuitSAE", "SNMFDecomposer", "__version__"]

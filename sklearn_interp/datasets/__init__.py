@@ -1,7 +1,15 @@
 """Offline datasets: real data shipped with Python or a dependency, and generators."""
 
+from ._block import load_block_mnist, make_block_dataset, make_block_digits
 from ._hierarchical import make_hierarchical_features
 from ._modular import make_modular_arithmetic
 from ._python_docs import load_python_docs
 
-__all__ = ["load_python_docs", "make_hierarchical_features", "make_modular_arithmetic"]
+__all__ = [
+    "load_block_mnist",
+    "load_python_docs",
+    "make_block_dataset",
+    "make_block_digits",
+    "make_hierarchical_features",
+    "make_modular_arithmetic",
+]
