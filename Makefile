@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_PIN)"
-	$(PIP) install --quiet -e ".[llm,test,distributed,docs,bench]"
+	$(PIP) install --quiet -e ".[llm,test,distributed,docs,bench,mnist]"
 	# overcomplete (a benchmark anchor) declares torchvision, timm and OpenCV,
 	# which its SAEs do not use; torchvision would pull a CUDA torch.
 	$(PIP) install --quiet --no-deps "overcomplete==0.3.0" "einops>=0.7"
@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_snmf.py
 	$(PY) benchmarks/bench_local_id.py
 	$(PY) benchmarks/bench_mp_sae.py
+	$(PY) benchmarks/bench_diffroar.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

@@ -27,6 +27,7 @@ from ._torch import available_devices
 
 __all__ = [
     "activation_matrices",
+    "attribution_problems",
     "available_devices",
     "gaussian_clouds",
     "linear_manifolds",
@@ -213,3 +214,27 @@ def sparse_dictionary_data(
     bias = rng.standard_normal(n_features)
     X = codes @ atoms + bias + 0.01 * rng.standard_normal((n_samples, n_features))
     return X.astype(dtype), atoms.astype(dtype), bias.astype(dtype)
+
+
+@st.composite
+def attribution_problems(draw, *, min_samples=2, max_samples=30, min_features=2, max_features=24):
+    """Data and attribution scores with no tie inside a row.
+
+    Parameters
+    ----------
+    min_samples, max_samples : int
+    min_features, max_features : int
+
+    Returns
+    -------
+    strategy : SearchStrategy of (X, scores)
+        ``X`` of shape (n_samples, n_features) with values in [0, 1];
+        ``scores`` of the same shape, every row a random permutation of
+        distinct values, so top- and bottom-``k`` masks are unambiguous.
+    """
+    n_samples = draw(st.integers(min_samples, max_samples))
+    n_features = draw(st.integers(min_features, max_features))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    X = rng.random((n_samples, n_features))
+    scores = np.argsort(rng.random((n_samples, n_features)), axis=1).astype(np.float64)
+    return X, scores

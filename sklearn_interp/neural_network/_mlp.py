@@ -310,7 +310,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if self.classes_.shape[0] < 2:
             raise ValueError(
-                f"TorchMLPClassifier needs samples of at least 2 classes; the data contain only class {self.classes_[0]!r}."
+                f"TorchMLPClassifier needs samples of at least 2 classes; y holds only one class, {self.classes_[0]!r}."
             )
 
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
