@@ -237,7 +237,79 @@ def mp_sae_step(data):
     )
 
 
-STEPS = [snmf_step, local_id_step, mp_sae_step]
+def diffroar_step(data):
+    """DiffROAR on BlockDigits: input gradients of a standard and a robust MLP, oracle, random."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from .datasets import make_block_digits
+    from .evaluation import DiffROAR
+    from .neural_network import TorchMLPClassifier
+
+    blocks = make_block_digits(random_state=0)
+    fractions = (0.1, 0.2, 0.3, 0.5)
+    common = {"fractions": fractions, "n_jobs": 2, "random_state": 0, "verbose": data.verbose}
+    standard = TorchMLPClassifier(random_state=0)
+    robust = TorchMLPClassifier(adversarial="pgd", epsilon=0.1, random_state=0)
+    runs = {
+        "standard gradients": DiffROAR(standard, "input_gradient", **common),
+        "robust gradients": DiffROAR(robust, "input_gradient", retrain_estimator=standard, **common),
+        "oracle (signal block)": DiffROAR(standard, "oracle", **common),
+        "random": DiffROAR(standard, "random", **common),
+    }
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # The leakage flag is reported in the table below.
+        warnings.simplefilter("ignore", UserWarning)
+        for roar in runs.values():
+            roar.fit(blocks.data, blocks.target, signal_mask=blocks.signal_mask)
+    fit_time = time.perf_counter() - start
+
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for name, roar in runs.items():
+        roar.plot(ax=axis, label=name)
+    axis.set_title("DiffROAR on BlockDigits (fill = train mean)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = data.out / "diffroar_blockdigits.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+    rows = "".join(
+        f"<tr><td>{name}</td><td>{r.fraction:g}</td><td>{r.diffroar:+.3f}</td><td>{r.accuracy_top:.3f}</td>"
+        f"<td>{r.accuracy_bottom:.3f}</td><td>{r.leakage_top:.2f} / {r.leakage_bottom:.2f}</td>"
+        f"<td>{'yes' if r.leakage_dominates else 'no'}</td><td>{r.signal_fraction_top:.2f}</td></tr>"
+        for name, roar in runs.items()
+        for r in roar.curve_.itertuples()
+    )
+    section = (
+        f"<p>BlockDigits: {len(blocks.target)} of scikit-learn's digits stacked with a label-free 4×4 patch "
+        "block (16×8 images, signal on top or at the bottom at random). MLP 2×256; the robust model is "
+        "trained with L∞ PGD (ε = 0.1). A stratified quarter is held out; the retrained model is a fresh "
+        "MLP. The mask-only columns give the accuracy of an MLP trained on the keep pattern alone: where "
+        "it reaches the masked data's accuracy, DiffROAR measures the mask, not the kept pixels.</p>"
+        "<table><tr><th>attribution</th><th>k</th><th>DiffROAR</th><th>acc top-k</th><th>acc bottom-k</th>"
+        "<th>mask-only top / bottom</th><th>leakage dominates</th><th>signal share of top-k</th></tr>"
+        + rows
+        + "</table>"
+    )
+    at_small_k = {name: roar.curve_["diffroar"].iloc[0] for name, roar in runs.items()}
+    return TourStep(
+        method="DiffROAR",
+        data=f"BlockDigits, {blocks.data.shape[0]}×{blocks.data.shape[1]}",
+        fit_time=fit_time,
+        quality=(
+            f"DiffROAR at k={fractions[0]}: robust {at_small_k['robust gradients']:+.2f}, "
+            f"standard {at_small_k['standard gradients']:+.2f}, oracle {at_small_k['oracle (signal block)']:+.2f}, "
+            f"random {at_small_k['random']:+.2f}"
+        ),
+        figures=[path],
+        html=section,
+    )
+
+
+STEPS = [snmf_step, local_id_step, mp_sae_step, diffroar_step]
 
 
 def _write_html(steps, table, out):

@@ -197,6 +197,19 @@ def test_gradient_attributions_of_a_linear_model(seed, n_classes, n_features):
     np.testing.assert_allclose(integrated_gradients(clf, X, n_steps=4), np.abs(X * weight[predicted]), rtol=1e-10)
 
 
+def test_gradients_of_a_skorch_net_match_those_of_its_module():
+    from skorch import NeuralNetClassifier
+
+    module = torch.nn.Sequential(torch.nn.Linear(128, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    net = NeuralNetClassifier(module, max_epochs=2, lr=0.1, train_split=None, verbose=0)
+    net.fit(BLOCKS.data[:300].astype(np.float32), BLOCKS.target[:300])
+    X = BLOCKS.data[300:340]
+    adapter = TorchModuleClassifier(net.module_, classes=np.arange(10), device="cpu").fit(X)
+    via_net = input_gradient(net, X.astype(np.float32))
+    np.testing.assert_array_equal(via_net, input_gradient(adapter, X))
+    assert via_net.shape == X.shape and via_net.any()
+
+
 def test_adversarial_examples_stay_in_the_ball_and_raise_the_loss():
     X, y = torch.from_numpy(BLOCKS.data[:200]).float(), torch.from_numpy(BLOCKS.target[:200])
     clf = TorchMLPClassifier((32,), max_epochs=10, random_state=0, device="cpu").fit(BLOCKS.data, BLOCKS.target)
