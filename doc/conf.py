@@ -22,7 +22,13 @@ extensions = [
 autosummary_generate = True
 # Inherited scikit-learn methods cite labels of scikit-learn's own docs, which
 # cannot resolve here (no network for intersphinx); document our own members.
-autodoc_default_options = {"members": True}
+# The set_*_request methods scikit-learn generates for routed metadata
+# (signal_mask, attributions, sample_weight) cite its glossary too; their
+# one-line summaries stay in each class's method table.
+autodoc_default_options = {
+    "members": True,
+    "exclude-members": "set_fit_request,set_score_request,set_transform_request,set_predict_request",
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 templates_path = []

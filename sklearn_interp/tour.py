@@ -64,6 +64,16 @@ class TourData:
         """The token strings of the texts, one per row of every activation matrix."""
         return self.minilm_layer3[1].tokens_
 
+    def save(self, figure, name):
+        """Write ``figure`` to ``out/name`` and close it; returns the path."""
+        import matplotlib.pyplot as plt
+
+        figure.tight_layout()
+        path = self.out / name
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        return path
+
     def minilm_residual(self, layer):
         """Token embeddings (block outputs) of MiniLM's block ``layer`` over the texts."""
         from .activations import TransformerActivations
@@ -97,15 +107,10 @@ def snmf_step(data):
     axis.axvline(snmf.best_iter_, color="grey", linestyle=":", label="returned iterate")
     axis.set(xlabel="iteration", ylabel="‖X − G Fᵀ‖² / ‖X‖²", title="SNMF loss (winner-take-all is not monotone)")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    loss_path = data.out / "snmf_loss.png"
-    figure.savefig(loss_path, dpi=110)
-    plt.close(figure)
+    loss_path = data.save(figure, "snmf_loss.png")
 
     display = SNMFFeatureDisplay.from_estimator(snmf, extractor.tokens_, n_tokens=8)
-    features_path = data.out / "snmf_features.png"
-    display.figure_.savefig(features_path, dpi=110)
-    plt.close(display.figure_)
+    features_path = data.save(display.figure_, "snmf_features.png")
 
     top = snmf.top_activating(n=12)
     rows = "".join(
@@ -149,10 +154,7 @@ def local_id_step(data):
     axis.set(xlabel=f"local intrinsic dimension (L = {n_neighbors})", ylabel="distinct tokens")
     axis.set_title("LID of MiniLM token embeddings")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = data.out / "local_id_minilm.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    path = data.save(figure, "local_id_minilm.png")
 
     rows = "".join(
         f"<tr><td>{layer}</td><td>{len(e.local_ids_)}</td><td>{len(e.X_fit_)}</td>"
@@ -203,10 +205,7 @@ def mp_sae_step(data):
     axis.set_xticks(steps, [str(k) for k in steps])
     axis.set_title("Adaptive sparsity on MiniLM block 3")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = data.out / "mp_sae_r2_vs_k.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    path = data.save(figure, "mp_sae_r2_vs_k.png")
 
     # A few atoms across the usage ranking, with the tokens that use them most.
     tokens = data.tokens
@@ -271,10 +270,7 @@ def diffroar_step(data):
         roar.plot(ax=axis, label=name)
     axis.set_title("DiffROAR on BlockDigits (fill = train mean)")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = data.out / "diffroar_blockdigits.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    path = data.save(figure, "diffroar_blockdigits.png")
 
     rows = "".join(
         f"<tr><td>{name}</td><td>{r.fraction:g}</td><td>{r.diffroar:+.3f}</td><td>{r.accuracy_top:.3f}</td>"

@@ -30,15 +30,17 @@ def _null_block(height, width, n_channels, patch_fraction, patch_value):
     return block
 
 
+# The block layout's parameters, shared by every builder below.
+_LAYOUT_CONSTRAINTS = {
+    "signal_position": [StrOptions({"random", "top", "bottom"})],
+    "patch_fraction": [Interval(Real, 0, 1, closed="both")],
+    "patch_value": [Real],
+    "random_state": ["random_state"],
+}
+
+
 @validate_params(
-    {
-        "images": ["array-like"],
-        "labels": ["array-like"],
-        "signal_position": [StrOptions({"random", "top", "bottom"})],
-        "patch_fraction": [Interval(Real, 0, 1, closed="both")],
-        "patch_value": [Real],
-        "random_state": ["random_state"],
-    },
+    {"images": ["array-like"], "labels": ["array-like"], **_LAYOUT_CONSTRAINTS},
     prefer_skip_nested_validation=True,
 )
 def make_block_dataset(
@@ -147,16 +149,7 @@ def _select_classes(images, labels, classes):
     return images[keep], labels[keep]
 
 
-@validate_params(
-    {
-        "classes": ["array-like", None],
-        "signal_position": [StrOptions({"random", "top", "bottom"})],
-        "patch_fraction": [Interval(Real, 0, 1, closed="both")],
-        "patch_value": [Real],
-        "random_state": ["random_state"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params({"classes": ["array-like", None], **_LAYOUT_CONSTRAINTS}, prefer_skip_nested_validation=True)
 def make_block_digits(
     *,
     classes=None,
@@ -228,11 +221,8 @@ def _mnist_5k_path():
 @validate_params(
     {
         "classes": ["array-like", None],
-        "signal_position": [StrOptions({"random", "top", "bottom"})],
-        "patch_fraction": [Interval(Real, 0, 1, closed="both")],
-        "patch_value": [Real],
         "n_samples": [Interval(Integral, 1, None, closed="left"), None],
-        "random_state": ["random_state"],
+        **_LAYOUT_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )

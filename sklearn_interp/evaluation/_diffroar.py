@@ -172,7 +172,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
     chance_ : float
         Accuracy of always predicting the most frequent held-out class.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
 
     See Also
     --------
@@ -417,7 +417,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
                 "measures the mask, not the kept features (see curve_['leakage_top'], "
                 "curve_['leakage_bottom']).",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # _collect, fit, scikit-learn's fit wrapper, the caller
             )
 
     def _curve(self, results):

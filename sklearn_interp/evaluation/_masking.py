@@ -256,7 +256,7 @@ class AttributionMasker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     reference_ : ndarray of shape (n_samples_fit, n_features)
         The data seen by ``fit`` (``fill="shuffle"`` only).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
 
     See Also
     --------

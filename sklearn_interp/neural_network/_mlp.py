@@ -95,9 +95,11 @@ class _AdversarialNet(NeuralNet):
 
 
 class _TorchClassifierBase(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
-    """Prediction from ``module_`` (inputs → logits), shared by the torch classifiers."""
+    """Prediction from ``module_`` (inputs → logits), shared by the torch classifiers.
 
-    batch_size = 256
+    Subclasses have a ``batch_size`` parameter, which also bounds the rows
+    of one forward pass at prediction.
+    """
 
     def _logits(self, X):
         check_is_fitted(self)
@@ -157,6 +159,21 @@ class _TorchClassifierBase(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         logits, _ = self._logits(X)
         return self.classes_[_torch.to_numpy(logits.argmax(dim=1))]
 
+    def score(self, X, y, sample_weight=None):
+        """Accuracy of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        accuracy : float
+        """
+        return super().score(X, y, sample_weight=sample_weight)
+
 
 class TorchMLPClassifier(_TorchClassifierBase):
     """Multilayer perceptron trained in torch through skorch, standard or adversarially robust.
@@ -201,13 +218,13 @@ class TorchMLPClassifier(_TorchClassifierBase):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has string feature names.
     net_ : skorch.NeuralNet
         The trained net (history, optimiser state).
     module_ : torch.nn.Module
         The trained network, inputs of shape (n, n_features) to logits.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of shape (n_epochs,)
         Mean training loss (on the attacked batches when adversarial) per epoch.
     n_iter_ : int
 
