@@ -144,6 +144,10 @@ def resolve_dtype(dtype, X=None):
     """
     if dtype is None:
         source = getattr(X, "dtype", None)
+        if source is None and hasattr(X, "dtypes"):
+            # A DataFrame: float64 when every column is.
+            column_dtypes = list(X.dtypes)
+            source = np.float64 if column_dtypes and all(d == np.float64 for d in column_dtypes) else None
         is_double = source in (np.float64, torch.float64) or (
             isinstance(source, np.dtype) and source == np.float64
         )

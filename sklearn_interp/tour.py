@@ -265,11 +265,11 @@ def diffroar_step(data):
             roar.fit(blocks.data, blocks.target, signal_mask=blocks.signal_mask)
     fit_time = time.perf_counter() - start
 
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure, axis = plt.subplots(figsize=(7, 3.5))
     for name, roar in runs.items():
         roar.plot(ax=axis, label=name)
     axis.set_title("DiffROAR on BlockDigits (fill = train mean)")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     path = data.save(figure, "diffroar_blockdigits.png")
 
     rows = "".join(

@@ -409,6 +409,20 @@ def test_masker_in_a_pipeline():
     assert 0.2 < pipe.fit(X_train, y_train).score(X_test, y_test) < 0.95
 
 
+def test_masker_keeps_feature_names_and_gives_tensors_for_tensors():
+    import pandas as pd
+
+    frame = pd.DataFrame(BLOCKS.data[:20], columns=[f"pixel{i}" for i in range(128)])
+    masker = AttributionMasker(attribution="random", fraction=0.25, random_state=0, device="cpu").set_output(transform="pandas")
+    masked = masker.fit_transform(frame)
+    assert list(masked.columns) == list(frame.columns)
+    assert ((masked.to_numpy() != masker.fill_value_).sum(axis=1) <= 32).all()
+    on_array = AttributionMasker(attribution="random", fraction=0.25, random_state=0, device="cpu").fit(BLOCKS.data[:20])
+    as_tensor = on_array.transform(torch.from_numpy(BLOCKS.data[:20]))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.float64
+    np.testing.assert_array_equal(as_tensor.numpy(), masked.to_numpy())
+
+
 def test_pickled_diffroar_scores_the_same():
     roar = DiffROAR(TorchMLPClassifier((16,), max_epochs=3, random_state=0, device="cpu"), fractions=(0.3,), leakage_check=False, random_state=0, device="cpu")
     roar.fit(BLOCKS.data[:600], BLOCKS.target[:600])

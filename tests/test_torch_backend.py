@@ -41,6 +41,8 @@ def test_device_type_never_raises():
         (None, np.zeros(2, dtype=np.float32), torch.float32),
         (None, torch.zeros(2, dtype=torch.float64), torch.float64),
         (None, np.zeros(2, dtype=np.int64), torch.float32),
+        (None, pd.DataFrame({"a": [0.0], "b": [1.0]}), torch.float64),
+        (None, pd.DataFrame({"a": [0.0], "b": np.float32([1.0])}), torch.float32),
     ],
 )
 def test_resolve_dtype(dtype, X, expected):

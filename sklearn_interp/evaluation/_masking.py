@@ -16,7 +16,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.utils import check_random_state
@@ -206,7 +206,7 @@ def check_image_shape(image_shape, n_features):
         raise ValueError(f"image_shape {tuple(image_shape)} holds {math.prod(image_shape)} values but X has {n_features} features.")
 
 
-class AttributionMasker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Keep each row's top- or bottom-attributed features and fill the others.
 
     For every row, rank the features by an attribution of ``estimator``
