@@ -156,10 +156,10 @@ def smoothgrad(estimator, X, y=None, *, n_samples=25, noise=0.15, target="predic
 
     def perturb(X_batch, rows):
         spread = noise * (X_batch.amax(dim=1, keepdim=True) - X_batch.amin(dim=1, keepdim=True))
-        return [
-            (X_batch + spread * torch.randn(X_batch.shape, generator=generator, device=X_batch.device, dtype=X_batch.dtype), 1.0 / n_samples)
-            for _ in range(n_samples)
-        ]
+        def noise_like():
+            return torch.randn(X_batch.shape, generator=generator, device=X_batch.device, dtype=X_batch.dtype)
+
+        return [(X_batch + spread * noise_like(), 1.0 / n_samples) for _ in range(n_samples)]
 
     return _torch.to_numpy(_batched_gradients(estimator, X, y, target, perturb).abs())
 
@@ -185,7 +185,8 @@ def integrated_gradients(estimator, X, y=None, *, n_steps=32, baseline=0.0, targ
     """
     module = differentiable_module(estimator)
     parameter = next(module.parameters())
-    origin = _torch.to_tensor(np.broadcast_to(np.asarray(baseline, dtype=np.float64), (np.shape(X)[1],)), parameter.device, parameter.dtype)
+    baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float64), (np.shape(X)[1],))
+    origin = _torch.to_tensor(baseline, parameter.device, parameter.dtype)
     alphas = (torch.arange(n_steps, dtype=torch.float64) + 0.5) / n_steps
 
     def path(X_batch, rows):

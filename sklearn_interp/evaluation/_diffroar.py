@@ -116,7 +116,11 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         ``"mean"`` is the paper's.
     n_repeats : int, default=1
         Retrains per split, fraction and side, each from its own seed (the
-        top and bottom retrains of a repeat share it).
+        top and bottom retrains of a repeat share it). Repeats vary the
+        retraining only: the masks of a split are fixed, so the interval of
+        ``curve_`` leaves out the variation of a random ranking's draw and of
+        the split. Several ``cv`` splits (each with its own explained model
+        and draw) cover those too.
     cv : int, cross-validation splitter or None, default=None
         Splits of ``X`` into retraining and held-out rows. ``None`` holds out
         a stratified 25 %; an int gives that many stratified folds.
@@ -164,7 +168,8 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
     curve_ : pandas.DataFrame
         One row per fraction: ``accuracy_top``, ``accuracy_bottom``,
         ``diffroar``, ``ci_low``, ``ci_high`` (t-interval over all top ×
-        bottom pairs of a split; NaN for a single pair), ``n_pairs``,
+        bottom pairs of a split, the reference's convention; NaN for a
+        single pair), ``n_pairs``,
         ``leakage_top``, ``leakage_bottom``, ``leakage_dominates`` and, with
         a signal mask, ``signal_fraction_top``.
     diffroar_ : float
@@ -328,10 +333,14 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
                 f"of class {classes[counts.argmin()]!r}; every class needs at least 2."
             )
         retrain_prototype = self._retrain_prototype()
+        leakage_prototype = retrain_prototype if self.leakage_estimator is None else self.leakage_estimator
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=1)
 
-        cv = StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=int(seeds[0])) if self.cv is None else check_cv(self.cv, y, classifier=True)
+        if self.cv is None:
+            cv = StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=int(seeds[0]))
+        else:
+            cv = check_cv(self.cv, y, classifier=True)
         splits = list(cv.split(X, y))
         split_seeds = rng.randint(np.iinfo(np.int32).max, size=(len(splits), self.n_repeats + 2))
         encoded = np.unique(y, return_inverse=True)[1]
@@ -361,15 +370,20 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
                         kept_test = masker.keep_mask(X[test], attributions=scores[test])
                     if self.leakage_check:
                         kept_train = masker.keep_mask(X[train], attributions=scores[train])
-                        model = _seeded(clone(retrain_prototype if self.leakage_estimator is None else self.leakage_estimator), int(split_seeds[split, 0]))
-                        jobs.append(delayed(_fit_and_score)(model, kept_train.astype(X.dtype), y[train], kept_test.astype(X.dtype), y[test]))
+                        model = _seeded(clone(leakage_prototype), int(split_seeds[split, 0]))
+                        jobs.append(
+                            delayed(_fit_and_score)(
+                                model, kept_train.astype(X.dtype), y[train], kept_test.astype(X.dtype), y[test]
+                            )
+                        )
                         keys.append(("leakage", split, fraction, side, 0))
                     if signal_mask is not None:
-                        signal_rows.append((split, fraction, side, float((kept_test & signal_mask[test]).sum() / kept_test.sum())))
+                        in_signal = float((kept_test & signal_mask[test]).sum() / kept_test.sum())
+                        signal_rows.append((split, fraction, side, in_signal))
 
         outcomes = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         outcomes = list(_torch.progress(outcomes, verbose=self.verbose, desc="DiffROAR retrains", total=len(jobs)))
-        self._collect(keys, outcomes, signal_rows, len(splits))
+        self._collect(keys, outcomes, signal_rows)
         return self
 
     def _fit_explained(self, X, y, seed):
@@ -391,7 +405,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
             random_state=seed,
         )
 
-    def _collect(self, keys, outcomes, signal_rows, n_splits):
+    def _collect(self, keys, outcomes, signal_rows):
         """Fill ``retrained_``, ``results_``, ``curve_`` and ``diffroar_`` from the jobs."""
         self.retrained_ = {}
         leakage, rows = {}, []

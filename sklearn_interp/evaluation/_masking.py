@@ -146,17 +146,19 @@ def noisy_linear_imputation(X, mask, *, image_shape=None, mean=0.0, noise=0.01, 
     residual = rhs.clone()
     direction = residual.clone()
     residual_norm = residual.square().sum(dim=dims, keepdim=True)
-    stop = (tol**2) * residual_norm.clamp_min(torch.finfo(X.dtype).tiny)
+    tiny = torch.finfo(X.dtype).tiny
+    stop = (tol**2) * residual_norm.clamp_min(tiny)
     for _ in range(max_iter):
         if bool((residual_norm <= stop).all()):
             break
         product = operator(direction)
         curvature = (direction * product).sum(dim=dims, keepdim=True)
-        step = torch.where(curvature > 0, residual_norm / curvature.clamp_min(torch.finfo(X.dtype).tiny), 0.0)
+        step = torch.where(curvature > 0, residual_norm / curvature.clamp_min(tiny), 0.0)
         u = u + step * direction
         residual = residual - step * product
         new_norm = residual.square().sum(dim=dims, keepdim=True)
-        direction = residual + torch.where(residual_norm > 0, new_norm / residual_norm.clamp_min(torch.finfo(X.dtype).tiny), 0.0) * direction
+        # Rows already solved have a zero residual: keep their direction at 0.
+        direction = residual + torch.where(residual_norm > 0, new_norm / residual_norm.clamp_min(tiny), 0.0) * direction
         residual_norm = new_norm
     filled = images * (1 - unknown) + u
     if noise > 0:
@@ -203,7 +205,10 @@ def check_image_shape(image_shape, n_features):
     if len(image_shape) not in (2, 3) or not all(isinstance(s, Integral) and s >= 1 for s in image_shape):
         raise ValueError(f"image_shape must be (height, width) or (channels, height, width), got {image_shape!r}.")
     if math.prod(image_shape) != n_features:
-        raise ValueError(f"image_shape {tuple(image_shape)} holds {math.prod(image_shape)} values but X has {n_features} features.")
+        raise ValueError(
+            f"image_shape {tuple(image_shape)} holds {math.prod(image_shape)} values "
+            f"but X has {n_features} features."
+        )
 
 
 class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -336,7 +341,9 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
 
     def _scores(self, X_t, attributions, seed):
         if attributions is not None:
-            scores = np.asarray(_torch.to_numpy(attributions) if _torch.is_tensor(attributions) else attributions, dtype=np.float64)
+            if _torch.is_tensor(attributions):
+                attributions = _torch.to_numpy(attributions)
+            scores = np.asarray(attributions, dtype=np.float64)
             if scores.shape != tuple(X_t.shape):
                 raise ValueError(f"attributions must have the shape of X, {tuple(X_t.shape)}; got {scores.shape}.")
             if not np.isfinite(scores).all():
@@ -359,17 +366,19 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         -------
         mask : ndarray of bool, shape (n_samples, n_features)
         """
-        mask, _, as_tensor = self._mask(X, attributions)
+        mask, _, _, as_tensor = self._mask(X, attributions)
         return _torch.to_output(mask, as_tensor)
 
     def _mask(self, X, attributions):
+        """The keep mask of ``X``, ``X`` as a tensor, the seed of the fill's draws, and the input kind."""
         check_is_fitted(self)
         X_t, as_tensor = self._validate_tensor(X, reset=False)
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
         scores = _torch.to_tensor(self._scores(X_t, attributions, int(seeds[0])), X_t.device, torch.float64)
         generator = _torch.make_generator(int(seeds[1]), X_t.device)
-        mask = keep_mask(scores, n_kept(self.fraction, X_t.shape[1]), self.keep, tie_break=self.tie_break, generator=generator)
-        return mask, (X_t, int(seeds[2])), as_tensor
+        n_keep = n_kept(self.fraction, X_t.shape[1])
+        mask = keep_mask(scores, n_keep, self.keep, tie_break=self.tie_break, generator=generator)
+        return mask, X_t, int(seeds[2]), as_tensor
 
     def transform(self, X, attributions=None):
         """Keep the top (or bottom) attributed features of each row and fill the rest.
@@ -385,7 +394,7 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         -------
         X_masked : ndarray of shape (n_samples, n_features)
         """
-        mask, (X_t, seed), as_tensor = self._mask(X, attributions)
+        mask, X_t, fill_seed, as_tensor = self._mask(X, attributions)
         reference = None
         if self.fill == "shuffle":
             reference = self._on_device("reference_", X_t.device, X_t.dtype)
@@ -397,7 +406,7 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
             reference=reference,
             image_shape=self.image_shape,
             noise=self.noise,
-            generator=_torch.make_generator(seed, X_t.device),
+            generator=_torch.make_generator(fill_seed, X_t.device),
         )
         return _torch.to_output(masked, as_tensor)
 
