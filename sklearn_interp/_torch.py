@@ -225,6 +225,27 @@ def to_output(tensor, as_tensor):
     return tensor if as_tensor else to_numpy(tensor)
 
 
+def draw_seeds(random_state, size=None):
+    """Integer seeds drawn from ``random_state``, as scikit-learn's estimators draw them.
+
+    Parameters
+    ----------
+    random_state : None, int or RandomState
+        ``None`` draws from NumPy's global state; an int or a ``RandomState``
+        gives reproducible seeds.
+    size : int, tuple of int or None, default=None
+        ``None`` gives one ``int``; otherwise an int array of that shape.
+
+    Examples
+    --------
+    >>> from sklearn_interp._torch import draw_seeds
+    >>> draw_seeds(0) == draw_seeds(0), draw_seeds(0, size=3).shape
+    (True, (3,))
+    """
+    seeds = check_random_state(random_state).randint(np.iinfo(np.int32).max, size=size)
+    return int(seeds) if size is None else seeds
+
+
 def make_generator(random_state, device):
     """A ``torch.Generator`` on ``device`` seeded from ``random_state``.
 
@@ -240,7 +261,7 @@ def make_generator(random_state, device):
     >>> bool(torch.equal(a, b))
     True
     """
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    seed = draw_seeds(random_state)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator

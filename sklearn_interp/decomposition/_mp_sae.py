@@ -36,7 +36,6 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils import check_random_state
 from sklearn.utils._metadata_requests import UNUSED
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -581,7 +580,7 @@ class _BaseSparseAutoencoder(
         if self.k_inference is not None:
             self._check_n_steps(self.k_inference, "k_inference")
         self._clear_device_cache()
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
+        seeds = _torch.draw_seeds(self.random_state, size=3)
         generator = _torch.make_generator(int(seeds[0]), X_t.device)
         with torch.no_grad():
             bias = _initial_bias(X_t, self.bias_init if self.fit_bias else "zeros", generator)

@@ -67,11 +67,12 @@ def _class_index(estimator, module, X_t, y, target):
 
 
 def _batched_gradients(estimator, X, y, target, perturb):
-    """|∂ logit / ∂ x| averaged over the inputs ``perturb`` makes of each batch.
+    """Weighted sums of ∂ logit / ∂ x over the inputs ``perturb`` makes of each batch.
 
-    ``perturb(X_batch, rows)`` returns a list of ``(inputs, weight)`` pairs;
-    the gradient of the chosen logit at each input is summed with its
-    weight (one pair with weight 1 gives the plain input gradient).
+    ``perturb(X_batch, rows)`` returns a list of ``(inputs, weight)`` pairs,
+    the weight a number or a tensor like ``X_batch``; the gradient of the
+    chosen logit at each input is summed with its weight (one pair with
+    weight 1 gives the plain input gradient).
     """
     module = differentiable_module(estimator)
     parameter = next(module.parameters())
@@ -190,11 +191,11 @@ def integrated_gradients(estimator, X, y=None, *, n_steps=32, baseline=0.0, targ
     alphas = (torch.arange(n_steps, dtype=torch.float64) + 0.5) / n_steps
 
     def path(X_batch, rows):
-        return [(origin + float(alpha) * (X_batch - origin), 1.0 / n_steps) for alpha in alphas]
+        # Each step's gradient weighted by (x − x₀) / n_steps sums to the integral.
+        step = (X_batch - origin) / n_steps
+        return [(origin + float(alpha) * (X_batch - origin), step) for alpha in alphas]
 
-    mean_gradient = _batched_gradients(estimator, X, y, target, path)
-    X_t = _torch.to_tensor(X, parameter.device, parameter.dtype)
-    return _torch.to_numpy(((X_t - origin) * mean_gradient).abs())
+    return _torch.to_numpy(_batched_gradients(estimator, X, y, target, path).abs())
 
 
 def random_attribution(X, random_state):

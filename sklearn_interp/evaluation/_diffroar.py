@@ -154,8 +154,8 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         when one is given), so that held-out rows are ranked by a model that
         has not fitted them.
     retrained_ : dict
-        ``(fraction, keep)`` to the list of fitted retrained estimators (split
-        major, repeat minor).
+        ``(split, fraction, keep)`` to the list of fitted retrained
+        estimators, one per repeat.
     maskers_ : dict
         ``(split, fraction, keep)`` to the fitted :class:`AttributionMasker`
         (its fill learned on that split's retraining rows).
@@ -324,7 +324,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         fractions = self._checked_fractions()
         signal_mask = self._checked_signal_mask(signal_mask, X.shape)
         check_image_shape(self.image_shape, X.shape[1])
-        classes, counts = np.unique(y, return_counts=True)
+        classes, encoded, counts = np.unique(y, return_inverse=True, return_counts=True)
         if classes.shape[0] < 2:
             raise ValueError(f"DiffROAR needs at least 2 classes; y holds only one class, {classes[0]!r}.")
         if counts.min() < 2:
@@ -335,15 +335,14 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         retrain_prototype = self._retrain_prototype()
         leakage_prototype = retrain_prototype if self.leakage_estimator is None else self.leakage_estimator
         rng = check_random_state(self.random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=1)
+        split_seed = _torch.draw_seeds(rng)
 
         if self.cv is None:
-            cv = StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=int(seeds[0]))
+            cv = StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=split_seed)
         else:
             cv = check_cv(self.cv, y, classifier=True)
         splits = list(cv.split(X, y))
-        split_seeds = rng.randint(np.iinfo(np.int32).max, size=(len(splits), self.n_repeats + 2))
-        encoded = np.unique(y, return_inverse=True)[1]
+        split_seeds = _torch.draw_seeds(rng, size=(len(splits), self.n_repeats + 2))
         self.chance_ = float(np.mean([np.bincount(encoded[test]).max() / len(test) for _, test in splits]))
 
         self.maskers_, jobs, keys, signal_rows = {}, [], [], []
@@ -413,7 +412,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
             if kind == "leakage":
                 leakage[(split, fraction, side)] = accuracy
                 continue
-            self.retrained_.setdefault((fraction, side), []).append(model)
+            self.retrained_.setdefault((split, fraction, side), []).append(model)
             rows.append({"fraction": fraction, "keep": side, "split": split, "repeat": repeat, "accuracy": accuracy})
         results = pd.DataFrame(rows)
         results["leakage_accuracy"] = [leakage.get((r.split, r.fraction, r.keep), np.nan) for r in results.itertuples()]
@@ -502,15 +501,15 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
         signal_mask = self._checked_signal_mask(signal_mask, X.shape)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        seed = _torch.draw_seeds(self.random_state)
         scores = [
-            compute_attribution(self.attribution, explained, X, y, signal_mask=signal_mask, random_state=int(seed))
+            compute_attribution(self.attribution, explained, X, y, signal_mask=signal_mask, random_state=seed)
             for explained in self.estimators_
         ]
         accuracy = {}
         for (split, fraction, side), masker in self.maskers_.items():
             X_masked = masker.transform(X, attributions=scores[split])
-            models = self.retrained_[(fraction, side)][split * self.n_repeats : (split + 1) * self.n_repeats]
+            models = self.retrained_[(split, fraction, side)]
             accuracy.setdefault((fraction, side), []).extend(float(np.mean(model.predict(X_masked) == y)) for model in models)
         rows = [
             {

@@ -19,7 +19,6 @@ import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -287,9 +286,10 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         "image_shape": [tuple, None],
         "noise": [Interval(Real, 0, None, closed="left")],
         "tie_break": [StrOptions({"random", "index"})],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"}), None],
-        "random_state": ["random_state"],
+        **{
+            name: TorchEstimatorMixin._torch_parameter_constraints[name]
+            for name in ("device", "dtype", "random_state")
+        },
     }
 
     def __init__(
@@ -373,7 +373,7 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         """The keep mask of ``X``, ``X`` as a tensor, the seed of the fill's draws, and the input kind."""
         check_is_fitted(self)
         X_t, as_tensor = self._validate_tensor(X, reset=False)
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
+        seeds = _torch.draw_seeds(self.random_state, size=3)
         scores = _torch.to_tensor(self._scores(X_t, attributions, int(seeds[0])), X_t.device, torch.float64)
         generator = _torch.make_generator(int(seeds[1]), X_t.device)
         n_keep = n_kept(self.fraction, X_t.shape[1])

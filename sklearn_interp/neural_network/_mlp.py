@@ -11,6 +11,7 @@ logits that gradient attributions need.
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,7 +19,6 @@ import torch
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -75,7 +75,7 @@ class _AdversarialNet(NeuralNet):
 
     ``attack_`` is ``None`` (standard training) or a dict of the keyword
     arguments of :func:`_adversarial_examples` without the generator; the
-    generator is re-seeded from ``(attack_seed_, step)`` so that the net
+    generator is drawn afresh from ``(attack_seed_, step)`` so that the net
     pickles and training is reproducible.
     """
 
@@ -86,8 +86,8 @@ class _AdversarialNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         if self.attack_ is not None:
             X, y = unpack_data(batch)
-            generator = torch.Generator(device=X.device)
-            generator.manual_seed(self.attack_seed_ * 1_000_003 + self.attack_steps_)
+            step_state = np.random.RandomState([self.attack_seed_, self.attack_steps_])
+            generator = _torch.make_generator(step_state, X.device)
             self.attack_steps_ += 1
             X = _adversarial_examples(self.module_, X, y, generator=generator, **self.attack_)
             batch = (X, y)
@@ -330,7 +330,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
                 f"TorchMLPClassifier needs samples of at least 2 classes; y holds only one class, {self.classes_[0]!r}."
             )
 
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
+        seeds = _torch.draw_seeds(self.random_state, size=3)
         module = _MLPModule(
             (X_t.shape[1], *sizes, self.classes_.shape[0]),
             _torch.make_generator(int(seeds[0]), X_t.device),
@@ -390,8 +390,9 @@ class TorchModuleClassifier(_TorchClassifierBase):
     ----------
     classes_ : ndarray of shape (n_classes,)
     module_ : torch.nn.Module
-        ``module`` on ``device``, reshaping flat rows first when
-        ``input_shape`` is given.
+        ``module`` itself, or a copy of it on ``device`` with ``dtype`` when
+        it was elsewhere (the given module is never moved), reshaping flat
+        rows first when ``input_shape`` is given.
     n_features_in_ : int
 
     Examples
@@ -409,7 +410,8 @@ class TorchModuleClassifier(_TorchClassifierBase):
         "classes": ["array-like"],
         "input_shape": [tuple, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
+        "device": TorchEstimatorMixin._torch_parameter_constraints["device"],
+        # A module holds weights of one concrete dtype; None is not an option here.
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
@@ -442,7 +444,11 @@ class TorchModuleClassifier(_TorchClassifierBase):
             unknown = np.setdiff1d(np.asarray(y), self.classes_)
             if unknown.size:
                 raise ValueError(f"y has labels {unknown.tolist()} that are not in classes.")
-        module = self.module.to(device=X_t.device, dtype=X_t.dtype)
+        module = self.module
+        parameter = next(module.parameters(), None)
+        if parameter is not None and (parameter.device != X_t.device or parameter.dtype != X_t.dtype):
+            # Module.to works in place: move a copy, never the caller's module.
+            module = copy.deepcopy(module).to(device=X_t.device, dtype=X_t.dtype)
         if self.input_shape is not None:
             module = torch.nn.Sequential(torch.nn.Unflatten(1, tuple(self.input_shape)), module)
         self.module_ = module
