@@ -577,3 +577,20 @@ def test_pipeline_from_text_to_codes():
     assert codes.shape == (len(tokens), 256) and np.all(codes >= 0)
     assert np.all((codes > 0).sum(axis=1) <= 8)
     assert pipe.score(texts) > 0.3
+
+
+def test_training_is_bitwise_reproducible_with_several_threads():
+    # The backward of atoms[indices] accumulated with parallel atomic adds, so
+    # two fits with the same seed differed in the last bits on two threads.
+    X = np.random.default_rng(0).standard_normal((4096, 64)).astype(np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fits = [
+            MatchingPursuitSAE(n_components=256, k=8, max_epochs=1, batch_size=1024, random_state=0, device="cpu").fit(X)
+            for _ in range(3)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    for fit in fits[1:]:
+        np.testing.assert_array_equal(fit.components_, fits[0].components_)

@@ -239,6 +239,16 @@ def _pursuit_indices_from_gram(X_centered, selection_atoms, atoms, n_steps, *, n
     return indices
 
 
+def _gather_atoms(atoms, indices):
+    """``atoms[indices]`` with a deterministic backward.
+
+    The backward of advanced indexing accumulates with parallel atomic adds
+    on a multi-threaded CPU, so the same seed gave slightly different atoms
+    from run to run; ``index_select``'s backward adds in a fixed order.
+    """
+    return atoms.index_select(0, indices.reshape(-1)).view(*indices.shape, atoms.shape[1])
+
+
 def _pursuit_residual(X_centered, selection_atoms, atoms, indices, *, nonnegative=True):
     """Residual of matching pursuit along a given path, differentiably.
 
@@ -250,8 +260,8 @@ def _pursuit_residual(X_centered, selection_atoms, atoms, indices, *, nonnegativ
     picked = indices.clamp_min(0)
     # unbind, not slicing: the backward of unbind is one stack, while every
     # slice's backward would write a zero tensor of the whole gather.
-    picked_selection = selection_atoms[picked].unbind(dim=1)
-    picked_atoms = picked_selection if selection_atoms is atoms else atoms[picked].unbind(dim=1)
+    picked_selection = _gather_atoms(selection_atoms, picked).unbind(dim=1)
+    picked_atoms = picked_selection if selection_atoms is atoms else _gather_atoms(atoms, picked).unbind(dim=1)
     residual = X_centered
     for step, (selection_atom, atom) in enumerate(zip(picked_selection, picked_atoms)):
         value = torch.linalg.vecdot(residual, selection_atom)
@@ -274,16 +284,16 @@ def _topk_path(X_centered, selection_atoms, atoms, n_steps, *, atom_mask=None):
     values, indices = correlations.topk(n_steps, dim=1)
     values = values.clamp_min(0.0)
     indices = torch.where(values > 0, indices, -1)
-    residual = X_centered - torch.einsum("ns,nsd->nd", values, atoms[indices.clamp_min(0)])
+    residual = X_centered - torch.einsum("ns,nsd->nd", values, _gather_atoms(atoms, indices.clamp_min(0)))
     return indices, values, residual
 
 
 def _topk_residual(X_centered, selection_atoms, atoms, indices):
     """Residual of the TopK encoder on a given support, differentiably."""
     picked = indices.clamp_min(0)
-    values = torch.einsum("nd,nsd->ns", X_centered, selection_atoms[picked]).clamp_min(0.0)
+    values = torch.einsum("nd,nsd->ns", X_centered, _gather_atoms(selection_atoms, picked)).clamp_min(0.0)
     values = values * (indices >= 0)
-    return X_centered - torch.einsum("ns,nsd->nd", values, atoms[picked])
+    return X_centered - torch.einsum("ns,nsd->nd", values, _gather_atoms(atoms, picked))
 
 
 def _codes_from_path(indices, values, n_components):
