@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_local_id.py
 	$(PY) benchmarks/bench_mp_sae.py
 	$(PY) benchmarks/bench_diffroar.py
+	$(PY) benchmarks/bench_sdm.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

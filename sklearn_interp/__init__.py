@@ -5,6 +5,7 @@ in a public subpackage per family:
 
 * :mod:`sklearn_interp.decomposition` -- :class:`~sklearn_interp.decomposition.SNMFDecomposer`,
   :class:`~sklearn_interp.decomposition.MatchingPursuitSAE`
+* :mod:`sklearn_interp.calibration` -- :class:`~sklearn_interp.calibration.SDMCalibrator`
 * :mod:`sklearn_interp.evaluation` -- :class:`~sklearn_interp.evaluation.DiffROAR`
 * :mod:`sklearn_interp.manifold` -- :class:`~sklearn_interp.manifold.LocalIDEstimator`
 * :mod:`sklearn_interp.neural_network` -- torch classifiers whose gradients can be explained
@@ -13,10 +14,11 @@ in a public subpackage per family:
 * :mod:`sklearn_interp.testing` -- Hypothesis strategies for property tests
 """
 
+from .calibration import SDMCalibrator
 from .decomposition import MatchingPursuitSAE, SNMFDecomposer
 from .evaluation import DiffROAR
 from .manifold import LocalIDEstimator
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffROAR", "LocalIDEstimator", "MatchingPursuitSAE", "SNMFDecomposer", "__version__"]
+__all__ = ["DiffROAR", "LocalIDEstimator", "MatchingPursuitSAE", "SDMCalibrator", "SNMFDecomposer", "__version__"]

@@ -73,6 +73,7 @@ def make_net(
     learning_rate,
     seed,
     tol=None,
+    patience=1,
     grad_clip=None,
     verbose=0,
     callbacks=(),
@@ -119,7 +120,7 @@ def make_net(
                 "early_stopping",
                 EarlyStopping(
                     monitor="train_loss",
-                    patience=1,
+                    patience=patience,
                     threshold=tol,
                     threshold_mode="rel",
                     sink=print if verbose else noop,
@@ -142,6 +143,21 @@ def make_net(
         verbose=max(0, verbose - 1),
     )
     return net.initialize()
+
+
+def init_linear_(linear, generator):
+    """Draw a ``torch.nn.Linear``'s weights and bias from ``generator``, in place.
+
+    The distribution is torch's default, U(±1/√fan_in) (Kaiming-uniform with
+    a = √5), but drawn from the estimator's generator so that
+    ``random_state`` decides it.
+    """
+    bound = 1.0 / math.sqrt(linear.in_features)
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound, generator=generator)
+        if linear.bias is not None:
+            linear.bias.uniform_(-bound, bound, generator=generator)
+    return linear
 
 
 def epoch_losses(net):

@@ -29,6 +29,7 @@ __all__ = [
     "activation_matrices",
     "attribution_problems",
     "available_devices",
+    "calibration_problems",
     "gaussian_clouds",
     "linear_manifolds",
     "semi_nonnegative_products",
@@ -238,3 +239,41 @@ def attribution_problems(draw, *, min_samples=2, max_samples=30, min_features=2,
     X = rng.random((n_samples, n_features))
     scores = np.argsort(rng.random((n_samples, n_features)), axis=1).astype(np.float64)
     return X, scores
+
+
+@st.composite
+def calibration_problems(draw, *, min_classes=2, max_classes=4, min_per_class=3, max_per_class=15, max_features=6):
+    """Labelled embeddings and logits for selective-prediction properties.
+
+    Class clusters in a low-dimensional space, some rows mislabelled, and
+    logits from a noisy linear map, so that support sets mix correct and
+    wrong predictions as real ones do.
+
+    Parameters
+    ----------
+    min_classes, max_classes : int
+    min_per_class, max_per_class : int
+    max_features : int
+
+    Returns
+    -------
+    strategy : SearchStrategy of (X, y, logits)
+        ``X`` of shape (n_samples, n_features) in general position (no two
+        distances tie), ``y`` of shape (n_samples,) with every class in
+        ``0..n_classes-1`` present at least ``min_per_class`` times, and
+        ``logits`` of shape (n_samples, n_classes) with no tie in a row.
+    """
+    n_classes = draw(st.integers(min_classes, max_classes))
+    n_features = draw(st.integers(1, max_features))
+    counts = [draw(st.integers(min_per_class, max_per_class)) for _ in range(n_classes)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    centres = rng.normal(scale=draw(st.floats(0.5, 4.0)), size=(n_classes, n_features))
+    y = np.repeat(np.arange(n_classes), counts)
+    X = centres[y] + rng.normal(size=(len(y), n_features))
+    flip = rng.random(len(y)) < draw(st.floats(0.0, 0.3))
+    y = np.where(flip, rng.integers(0, n_classes, len(y)), y)
+    # Every class keeps at least min_per_class rows after the label noise.
+    y[: n_classes * min_per_class] = np.repeat(np.arange(n_classes), min_per_class)
+    logits = X @ rng.normal(size=(n_features, n_classes)) + rng.normal(scale=0.5, size=(len(y), n_classes))
+    logits[np.arange(len(y)), y] += draw(st.floats(0.0, 3.0))
+    return X, y, logits

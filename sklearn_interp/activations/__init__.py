@@ -1,5 +1,5 @@
-"""Activations of real models, as the first step of a pipeline."""
+"""Activations and embeddings of real models, as the first step of a pipeline."""
 
-from ._transformer import TransformerActivations
+from ._transformer import SentenceEmbeddings, TransformerActivations
 
-__all__ = ["TransformerActivations"]
+__all__ = ["SentenceEmbeddings", "TransformerActivations"]

