@@ -23,12 +23,20 @@ autosummary_generate = True
 # Inherited scikit-learn methods cite labels of scikit-learn's own docs, which
 # cannot resolve here (no network for intersphinx); document our own members.
 # The set_*_request methods scikit-learn generates for routed metadata
-# (signal_mask, attributions, sample_weight) cite its glossary too; their
-# one-line summaries stay in each class's method table.
-autodoc_default_options = {
-    "members": True,
-    "exclude-members": "set_fit_request,set_score_request,set_transform_request,set_predict_request",
-}
+# (signal_mask, attributions, X_calibration, kind, sample_weight) cite its
+# glossary too, so autodoc skips every one of them; their one-line summaries
+# stay in each class's method table.
+autodoc_default_options = {"members": True}
+
+
+def _skip_metadata_requests(app, what, name, obj, skip, options):
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_requests)
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 templates_path = []

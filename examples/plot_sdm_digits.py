@@ -54,7 +54,7 @@ for name, X_set in test_sets.items():
         f"{np.mean(prediction[softmax_admitted] == y_test[softmax_admitted]):.2f}"
     )
 
-print(selective_report(y_test, sdm.predict_selective(X_test)))
+print(selective_report(y_test, sdm.predict_selective(X_test)).round(3).to_string())
 
 # %%
 # Explanation by exemplar
