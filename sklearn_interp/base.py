@@ -224,3 +224,57 @@ class TorchEstimatorMixin:
         # bitwise deterministic, which the common checks cannot tell apart.
         tags.non_deterministic = _torch.device_type(self.device) != "cpu"
         return tags
+
+
+class TorchClassifierMixin:
+    """``decision_function``, ``predict`` and ``score`` from a ``_logits(X)`` method.
+
+    For classifiers whose decision is the argmax of torch logits; they
+    define ``_logits(X) -> (logits tensor, as_tensor)``, which validates
+    ``X``, and list this mixin before :class:`TorchEstimatorMixin`.
+    """
+
+    def decision_function(self, X):
+        """Logits, or for two classes the logit of the second minus the first.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+        """
+        logits, as_tensor = self._logits(X)
+        if logits.shape[1] == 2:
+            logits = logits[:, 1] - logits[:, 0]
+        return _torch.to_output(logits, as_tensor)
+
+    def predict(self, X):
+        """The class with the largest logit.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        logits, _ = self._logits(X)
+        return self.classes_[_torch.to_numpy(logits.argmax(dim=1))]
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        accuracy : float
+        """
+        return super().score(X, y, sample_weight=sample_weight)

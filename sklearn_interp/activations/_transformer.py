@@ -120,6 +120,13 @@ class _LoadedModelMixin:
             cache[key] = _load(self.model_path_, device, dtype)
         return cache[key]
 
+    def _load_model(self, X):
+        """``fit``'s shared part: check the texts if given, resolve the path, load."""
+        if X is not None:
+            _check_texts(X)
+        self.model_path_ = resolve_model_path(self.model)
+        return self._network()[1]
+
     def _encode(self, tokenizer, texts):
         return tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length,
@@ -249,10 +256,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         self : TransformerActivations
             The ready transformer.
         """
-        if X is not None:
-            _check_texts(X)
-        self.model_path_ = resolve_model_path(self.model)
-        _, network = self._network()
+        network = self._load_model(X)
         blocks = _blocks(network)
         self.n_layers_ = len(blocks)
         if self.layer >= self.n_layers_:
@@ -418,10 +422,7 @@ class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixi
         -------
         self : SentenceEmbeddings
         """
-        if X is not None:
-            _check_texts(X)
-        self.model_path_ = resolve_model_path(self.model)
-        _, network = self._network()
+        network = self._load_model(X)
         self.n_features_out_ = int(network.config.hidden_size)
         return self
 

@@ -28,6 +28,7 @@ from sklearn.base import (
     clone,
 )
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -35,7 +36,7 @@ from skorch import NeuralNet
 
 from .. import _torch
 from .._training import init_linear_, make_net
-from ..base import TorchEstimatorMixin
+from ..base import TorchClassifierMixin, TorchEstimatorMixin
 
 # Rows of queries whose distances to the whole support set are held at once:
 # memory is this many times the support size.
@@ -414,7 +415,9 @@ class _LinearRescaler(torch.nn.Module):
 # -- the estimator ----------------------------------------------------------------
 
 
-class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
+class SDMCalibrator(
+    TorchClassifierMixin, TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator
+):
     """Similarity-Distance-Magnitude calibration with selective prediction.
 
     A classifier over given embeddings (hidden states of a language model,
@@ -554,11 +557,19 @@ class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Classi
 
     Notes
     -----
+    ``predict``, ``decision_function`` and ``score`` use the magnitude
+    alone and never abstain, so accuracy scorers work unchanged; score the
+    selective predictions with
+    :func:`~sklearn_interp.calibration.index_conditional_accuracy_scorer` and
+    :func:`~sklearn_interp.calibration.admitted_fraction_scorer`.
+
     Deviations from the reference, each documented in the user guide:
     splits are stratified; self-matches are excluded by row index, so exact
     duplicates elsewhere in the support count as neighbours; ``q`` is the
     number of matching support points closer than the nearest non-matching
-    one, which is the reference's leading run without its sort; UV's
+    one, which is the reference's leading run without its sort; a row whose
+    calibrated output does not single out ``argmax z′`` (uniform at
+    ``d = 0``, or tied) gets ``q = 0`` whatever the class order; UV's
     rescaler is trained on full batches with step 1e-2 rather than on single
     rows with step 1e-4.
 
@@ -687,8 +698,10 @@ class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Classi
         if self.reject_label in self.classes_.tolist():
             raise ValueError(f"reject_label={self.reject_label!r} is one of the classes; choose another.")
         self._clear_device_cache()
-        splits, X_all, y_all = self._splits(X_t, y_index, X_calibration, y_calibration)
-        seeds = _torch.draw_seeds(self.random_state, size=(self.n_repeats, 2))
+        # One stream for the splits and every repeat's seeds.
+        random_state = check_random_state(self.random_state)
+        splits, X_all, y_all = self._splits(X_t, y_index, X_calibration, y_calibration, random_state)
+        seeds = _torch.draw_seeds(random_state, size=(self.n_repeats, 2))
         # One tick per epoch of every repeat, advanced by the training loops.
         ticks = iter(_torch.progress(
             range(self.n_repeats * (self.max_epochs if self.estimator is None else 1)),
@@ -701,7 +714,7 @@ class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Classi
         self._store(runs, n_classes)
         return self
 
-    def _splits(self, X_t, y_index, X_calibration, y_calibration):
+    def _splits(self, X_t, y_index, X_calibration, y_calibration, random_state):
         """(train rows, calibration rows) per repeat, over the stacked data."""
         n = X_t.shape[0]
         if (X_calibration is None) != (y_calibration is None):
@@ -737,7 +750,7 @@ class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Classi
         splitter = splitter_class(
             n_splits=self.n_repeats,
             test_size=self.calibration_fraction,
-            random_state=_torch.draw_seeds(self.random_state),
+            random_state=_torch.draw_seeds(random_state),
         )
         try:
             splits = list(splitter.split(np.zeros(n), y_index))
@@ -917,39 +930,11 @@ class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Classi
             return outputs["is_hr_uv_lower" if self.use_lower else "is_hr_uv"]
         return outputs["is_hr_lower" if self.use_lower else "is_hr"]
 
-    def decision_function(self, X):
-        """The magnitude ``z′`` (logits); for two classes ``z′₁ − z′₀``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
-        """
+    def _logits(self, X):
+        """The magnitude ``z′`` of the rows of ``X`` (what ``decision_function`` and ``predict`` use)."""
         space = self._space()
         X_t, as_tensor = self._validate_tensor(X, reset=False, dtype=space.dtype)
-        _, logits = space.embed(X_t)
-        if logits.shape[1] == 2:
-            logits = logits[:, 1] - logits[:, 0]
-        return _torch.to_output(logits, as_tensor)
-
-    def predict(self, X):
-        """The class of the largest logit; never abstains.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        space = self._space()
-        X_t, _ = self._validate_tensor(X, reset=False, dtype=space.dtype)
-        _, logits = space.embed(X_t)
-        return self.classes_[_torch.to_numpy(logits.argmax(dim=1))]
+        return space.embed(X_t)[1], as_tensor
 
     def predict_proba(self, X, kind="sdm"):
         """Calibrated class probabilities.
@@ -1049,25 +1034,6 @@ class SDMCalibrator(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, Classi
     @property
     def _n_features_out(self):
         return self.support_exemplars_.shape[1]
-
-    def score(self, X, y, sample_weight=None):
-        """Accuracy of ``predict(X)`` (which never abstains) against ``y``.
-
-        Use :data:`~sklearn_interp.calibration.index_conditional_accuracy_scorer`
-        or :data:`~sklearn_interp.calibration.admitted_fraction_scorer` to
-        score the selective predictions.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        accuracy : float
-        """
-        return super().score(X, y, sample_weight=sample_weight)
 
 
 # -- the pieces the estimator composes ----------------------------------------------------

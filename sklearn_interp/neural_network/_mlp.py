@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import _torch
 from .._training import epoch_losses, init_linear_, make_net
-from ..base import TorchEstimatorMixin
+from ..base import TorchClassifierMixin, TorchEstimatorMixin
 
 
 def _adversarial_examples(module, X, y, *, epsilon, n_steps, step_size, random_start, generator):
@@ -88,7 +88,7 @@ class _AdversarialNet(NeuralNet):
         return super().train_step_single(batch, **fit_params)
 
 
-class _TorchClassifierBase(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
+class _TorchClassifierBase(TorchClassifierMixin, TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Prediction from ``module_`` (inputs → logits), shared by the torch classifiers.
 
     Subclasses have a ``batch_size`` parameter, which also bounds the rows
@@ -109,22 +109,6 @@ class _TorchClassifierBase(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _module_dtype(self):
         return next(self.module_.parameters()).dtype
 
-    def decision_function(self, X):
-        """Logits, or for two classes the logit of the second minus the first.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
-        """
-        logits, as_tensor = self._logits(X)
-        if logits.shape[1] == 2:
-            logits = logits[:, 1] - logits[:, 0]
-        return _torch.to_output(logits, as_tensor)
-
     def predict_proba(self, X):
         """Class probabilities (the softmax of the logits).
 
@@ -138,35 +122,6 @@ class _TorchClassifierBase(TorchEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         logits, as_tensor = self._logits(X)
         return _torch.to_output(torch.softmax(logits, dim=1), as_tensor)
-
-    def predict(self, X):
-        """The class with the largest logit.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        logits, _ = self._logits(X)
-        return self.classes_[_torch.to_numpy(logits.argmax(dim=1))]
-
-    def score(self, X, y, sample_weight=None):
-        """Accuracy of ``predict(X)`` against ``y``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        accuracy : float
-        """
-        return super().score(X, y, sample_weight=sample_weight)
 
 
 class TorchMLPClassifier(_TorchClassifierBase):
