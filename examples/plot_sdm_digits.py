@@ -24,7 +24,7 @@ from sklearn_interp.datasets import permute_features, translate_images
 
 X, y = load_digits(return_X_y=True)
 X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
-sdm = SDMCalibrator(n_repeats=2, max_epochs=30, learning_rate=1e-3, device="cpu", random_state=0)
+sdm = SDMCalibrator(n_repeats=2, max_epochs=30, learning_rate=3e-3, device="cpu", random_state=0)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     sdm.fit(X_fit, y_fit)

@@ -319,7 +319,7 @@ def sdm_step(data):
     X, y = load_digits(return_X_y=True)
     X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     sdm = SDMCalibrator(
-        exemplar_dim=1000, n_repeats=2, max_epochs=30, learning_rate=1e-3, random_state=0, verbose=data.verbose
+        exemplar_dim=1000, n_repeats=2, max_epochs=30, learning_rate=3e-3, random_state=0, verbose=data.verbose
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -378,7 +378,7 @@ def sdm_step(data):
 
     section = (
         f"<p>scikit-learn's digits: 80 % to fit (two repeats of a 50/50 training/calibration split, "
-        f"30 epochs, M = 1000 exemplar dimensions), 20 % to test. Region found: {sdm.hr_found_} "
+        f"30 epochs at step 3e-3, M = 1000 exemplar dimensions), 20 % to test. Region found: {sdm.hr_found_} "
         f"(q′<sub>min</sub> = {sdm.q_prime_min_:.1f}). Worst conditional accuracy is the minimum over classes of the "
         "accuracy among admitted rows of each true class and each predicted class (NaN: nothing admitted). "
         "The figure ranks the test rows by each score and plots the accuracy of the top ones; the markers are "

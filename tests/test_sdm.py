@@ -652,7 +652,7 @@ def _digits_experiment(seed):
     """The reference's digits run (spec §10.1): 80 % to fit, 20 % test, and a far-OOD copy."""
     X, y = load_digits(return_X_y=True)
     X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
-    sdm = SDMCalibrator(exemplar_dim=1000, n_repeats=2, max_epochs=30, learning_rate=1e-3, device="cpu", random_state=seed)
+    sdm = SDMCalibrator(exemplar_dim=1000, n_repeats=2, max_epochs=30, learning_rate=3e-3, device="cpu", random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sdm.fit(X_fit, y_fit)
@@ -662,19 +662,19 @@ def _digits_experiment(seed):
 
 def test_digits_in_distribution_is_admitted_accurately_and_far_ood_never():
     # Measured by benchmarks/calibrate_sdm_floors.py over seeds 0-4: a region
-    # exists for seeds 0, 1 and 4 (admitting 0.12-0.16 at accuracy 1.00) and
-    # not for 2 and 3 (the reference found one in 1 of its 2 runs); far-OOD
-    # admitted nothing, while softmax >= 0.95 admitted 0.33-0.44 of it at
-    # accuracy 0.06-0.14.
+    # exists for every seed, admitting 0.17-0.22 of the test digits at
+    # accuracy 1.00; far-OOD admitted nothing, while softmax >= 0.95 admitted
+    # 0.67-0.76 of it at accuracy 0.07-0.14. A region exists in about 8 of 10
+    # single repeats, hence the margin on how many seeds find one.
     found = []
     for seed in (0, 1, 2):
         sdm, results = _digits_experiment(seed)
         found.append(sdm.hr_found_)
         if sdm.hr_found_:
-            assert results["in"]["sdm_admitted"] > 0.05
+            assert results["in"]["sdm_admitted"] > 0.1
             assert results["in"]["sdm_accuracy"] >= 0.9
         assert results["far"]["sdm_admitted"] == 0
-        assert results["far"]["softmax_admitted"] > 0.1
+        assert results["far"]["softmax_admitted"] > 0.3
         assert results["far"]["softmax_accuracy"] < 0.5
     assert sum(found) >= 2
 
@@ -707,8 +707,8 @@ def test_minilm_topics_through_a_pipeline():
     pipeline, results = _minilm_topics_experiment()
     assert pipeline.predict(["Send the message to the SMTP server."]).shape == (1,)
     # Floors from benchmarks/calibrate_sdm_floors.py (seeds 0 and 1: admitted
-    # 0.15 and 0.34 at worst conditional accuracy 1.00 and 0.92; unseen
-    # packages admitted 0.00 and 0.04 against softmax's 0.23 and 0.39).
-    assert results["in"]["sdm_admitted"] > 0.05
+    # 0.25 and 0.31 at worst conditional accuracy 1.00 and 0.91; unseen
+    # packages admitted 0.00 and 0.03 against softmax's 0.23 and 0.47).
+    assert results["in"]["sdm_admitted"] > 0.1
     assert results["in"]["sdm_accuracy"] >= 0.85
     assert results["far"]["sdm_admitted"] < results["far"]["softmax_admitted"]

@@ -591,10 +591,10 @@ class SDMCalibrator(
     ...                     learning_rate=1e-3, device="cpu", random_state=0)
     >>> pipeline = make_pipeline(StandardScaler(), sdm).fit(X, y)
     >>> sdm.hr_found_, round(sdm.q_prime_min_, 1)
-    (True, 44.0)
+    (True, 52.0)
     >>> X_scaled = pipeline[0].transform(X)
     >>> round(admitted_fraction(sdm.predict_selective(X_scaled)), 2)
-    0.31
+    0.28
     >>> sdm.predict_details(X_scaled[:2])[["prediction", "q", "d", "admitted"]].shape
     (2, 4)
     """
