@@ -17,6 +17,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_sdm import (  # noqa: E402
+    _cancer_experiment,
     _digits_experiment,
     _frozen_cancer_sdm,
     _minilm_topics_experiment,
@@ -33,6 +34,10 @@ def main():
     selective = sdm.predict_selective(X_test)
     rows.append({"experiment": "breast cancer, frozen LR", "seed": 0, "set": "in",
                  "sdm_admitted": admitted_fraction(selective), "sdm_accuracy": index_conditional_accuracy(y_test, selective)})
+    for seed in range(4):
+        fitted, results = _cancer_experiment(seed)
+        for name, values in results.items():
+            rows.append({"experiment": "breast cancer, learned", "seed": seed, "set": name, "hr_found": fitted.hr_found_, **values})
     for seed in range(5):
         fitted, results = _digits_experiment(seed)
         for name, values in results.items():

@@ -679,6 +679,42 @@ def test_digits_in_distribution_is_admitted_accurately_and_far_ood_never():
     assert sum(found) >= 2
 
 
+def _cancer_experiment(seed):
+    """Breast cancer through StandardScaler + a learned SDM; the far-OOD copy permutes each row's features."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
+    pipeline = make_pipeline(
+        StandardScaler(),
+        SDMCalibrator(exemplar_dim=128, n_repeats=2, max_epochs=10, learning_rate=1e-3, device="cpu", random_state=seed),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pipeline.fit(X_fit, y_fit)
+    scaler, sdm = pipeline[0], pipeline[-1]
+    far = permute_features(X_test, random_state=seed)
+    return sdm, {
+        "in": _selective_summary(sdm, scaler.transform(X_test), y_test),
+        "far": _selective_summary(sdm, scaler.transform(far), y_test),
+    }
+
+
+def test_breast_cancer_far_ood_copy_is_rejected():
+    # Measured by benchmarks/calibrate_sdm_floors.py over seeds 0-3: a region
+    # for seeds 1-3 (admitting 0.05-0.24 at accuracy 1.00), none for seed 0;
+    # the permuted copy admitted nothing, while softmax >= 0.95 admitted
+    # 0.99-1.00 of it at accuracy 0.42-0.52 (chance).
+    found = []
+    for seed in (0, 1, 2):
+        sdm, results = _cancer_experiment(seed)
+        found.append(sdm.hr_found_)
+        if sdm.hr_found_:
+            assert results["in"]["sdm_accuracy"] >= 0.9
+        assert results["far"]["sdm_admitted"] == 0
+        assert results["far"]["softmax_admitted"] > 0.9
+        assert results["far"]["softmax_accuracy"] < 0.7
+    assert sum(found) >= 1
+
+
 def _minilm_topics_experiment(seed=0, n_per_class=300):
     """Sentence embeddings of docstring topics through a Pipeline; unseen packages as far-OOD."""
     from sklearn_interp.activations import SentenceEmbeddings
