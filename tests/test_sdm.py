@@ -404,7 +404,7 @@ def test_outputs_are_consistent(cancer_sdm):
     assert np.all(selective[~admitted] == sdm.reject_label)
     # 6. The lower estimate admits a subset of the point estimate.
     assert np.all(~details["is_hr_lower"] | details["is_hr"])
-    assert np.all(details["d_lower"] <= details["d"])
+    assert np.all((details["d_lower"] <= details["d"]) & (details["d"] <= details["d_upper"]))
     assert np.all(details["q_prime_lower"] <= details["q_prime"] + 1e-12)
     # Explanation by exemplar: the nearest support row is a row of the training X.
     assert set(details["nearest_support_index"]) <= set(sdm.support_indices_)

@@ -989,7 +989,8 @@ class SDMCalibrator(
         details : pandas.DataFrame
             ``prediction`` (a class), ``q``, ``d_nearest``, ``d``,
             ``q_prime``, ``floor_q_prime``, ``is_ood``, ``is_hr``,
-            ``d_lower``, ``q_prime_lower``, ``is_hr_lower``, ``admitted``,
+            ``d_lower`` and ``d_upper`` (the DKW band around ``d``),
+            ``q_prime_lower``, ``is_hr_lower``, ``admitted``,
             ``nearest_support_index`` (the row of ``fit``'s ``X`` nearest in
             the exemplar space: explanation by exemplar), then per class
             ``sdm_<c>``, ``sdm_lower_<c>`` and ``effective_sample_size_<c>``;
@@ -1001,7 +1002,7 @@ class SDMCalibrator(
         columns = {"prediction": self.classes_[_torch.to_numpy(outputs["prediction"])]}
         scalar_names = [
             "q", "d_nearest", "d", "q_prime", "floor_q_prime", "is_ood", "is_hr",
-            "d_lower", "q_prime_lower", "is_hr_lower",
+            "d_lower", "d_upper", "q_prime_lower", "is_hr_lower",
         ]
         if self.method == "uv":
             scalar_names += ["q_tilde", "q_tilde_lower", "p_centroid_predicted", "p_lower_predicted", "is_hr_uv", "is_hr_uv_lower"]
@@ -1169,7 +1170,7 @@ class _Run:
         quantiles = output_quantiles(sdm, output_references)
         predictions = logits.argmax(dim=1)
         q_tilde = quantiles.gather(1, predictions[:, None]).squeeze(1) * torch.log(2 + q)
-        rescaler, self.rescaler_epochs = _train_rescaler(quantiles, y_ca, q_tilde)
+        rescaler = _train_rescaler(quantiles, y_ca, q_tilde)
         weight = rescaler.weight.detach()
         centroid = sdm_activation_base(quantiles @ weight.T, q_tilde)
         q_tilde = torch.where(centroid.argmax(dim=1) != predictions, torch.zeros_like(q_tilde), q_tilde)
@@ -1220,7 +1221,7 @@ def _train_rescaler(quantiles, labels, q_tilde, max_epochs=1000, patience=10):
         epochs += 1
         value = float(loss.detach())
         best, since_best = (value, 0) if value < best else (best, since_best + 1)
-    return module, epochs
+    return module
 
 
 def _calibrated_outputs(logits, q, nearest, distance_references, qprime_references, q_prime_min, thresholds, alpha):
