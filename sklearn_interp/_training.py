@@ -73,7 +73,6 @@ def make_net(
     learning_rate,
     seed,
     tol=None,
-    patience=1,
     grad_clip=None,
     verbose=0,
     callbacks=(),
@@ -120,7 +119,7 @@ def make_net(
                 "early_stopping",
                 EarlyStopping(
                     monitor="train_loss",
-                    patience=patience,
+                    patience=1,
                     threshold=tol,
                     threshold_mode="rel",
                     sink=print if verbose else noop,

@@ -313,7 +313,7 @@ def sdm_step(data):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from .calibration import SDMCalibrator, selective_report
+    from .calibration import SDMCalibrator, admitted_fraction, index_conditional_accuracy
     from .datasets import permute_features, translate_images
 
     X, y = load_digits(return_X_y=True)
@@ -334,12 +334,11 @@ def sdm_step(data):
     }
 
     def operating_point(selective):
-        report = selective_report(y_test, selective, reject_label=sdm.reject_label, labels=sdm.classes_)
         admitted = selective != sdm.reject_label
         return {
-            "admitted": admitted.mean(),
+            "admitted": admitted_fraction(selective, reject_label=sdm.reject_label),
             "accuracy": np.mean(selective[admitted] == y_test[admitted]) if admitted.any() else np.nan,
-            "worst conditional accuracy": report[["class_conditional_accuracy", "prediction_conditional_accuracy"]].min().min(),
+            "worst conditional accuracy": index_conditional_accuracy(y_test, selective, reject_label=sdm.reject_label),
         }
 
     rows, curves = [], {}

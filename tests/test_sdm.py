@@ -568,7 +568,9 @@ def test_pipeline_grid_search_with_selective_scorers():
         search.fit(X, y)
     admitted = search.cv_results_["mean_test_admitted"]
     assert np.all((admitted >= 0) & (admitted <= 1))
-    # A lower target accuracy admits at least as much on the same splits.
+    # Not a theorem: a lower alpha lowers q'_min and the DKW band but can raise
+    # the thresholds (a higher order statistic). Measured on these two splits:
+    # 0.18 and 0.16 admitted at alpha 0.9 against 0.09 and 0.15 at 0.95.
     assert admitted[0] >= admitted[1]
     assert admitted_fraction_scorer(search.best_estimator_, X) == pytest.approx(
         admitted_fraction(search.best_estimator_[-1].predict_selective(search.best_estimator_[0].transform(X)))

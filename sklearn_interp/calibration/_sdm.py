@@ -77,8 +77,8 @@ def sdm_activation(logits, q, d):
     tensor([[0.5000, 0.5000]])
     """
     logits = torch.as_tensor(logits)
-    q = torch.as_tensor(q, dtype=logits.dtype, device=logits.device)
-    d = torch.as_tensor(d, dtype=logits.dtype, device=logits.device)
+    q = _torch.to_tensor(q, logits.device, logits.dtype)
+    d = _torch.to_tensor(d, logits.device, logits.dtype)
     shifted = logits - logits.max(dim=1, keepdim=True).values
     return torch.softmax(torch.log(2 + q)[:, None] * d[:, None] * shifted, dim=1)
 
@@ -202,7 +202,7 @@ def distance_quantile(nearest_distance, references):
     for reference in references:
         if len(reference) == 0:
             return torch.zeros_like(nearest_distance)
-        reference = torch.as_tensor(reference, dtype=nearest_distance.dtype, device=nearest_distance.device)
+        reference = _torch.to_tensor(reference, nearest_distance.device, nearest_distance.dtype)
         below = torch.searchsorted(reference, nearest_distance.contiguous(), right=False)
         d = torch.minimum(d, 1 - below.to(d.dtype) / len(reference))
     return d
@@ -301,7 +301,7 @@ def count_below(references, values, *, strict=True):
     """
     columns = []
     for reference in references:
-        reference = torch.as_tensor(reference, dtype=values.dtype, device=values.device)
+        reference = _torch.to_tensor(reference, values.device, values.dtype)
         columns.append(torch.searchsorted(reference, values.contiguous(), right=not strict))
     return torch.stack(columns, dim=1)
 
@@ -336,7 +336,7 @@ def output_quantiles(proba, references):
     """
     columns = []
     for c, reference in enumerate(references):
-        reference = torch.as_tensor(reference, dtype=proba.dtype, device=proba.device)
+        reference = _torch.to_tensor(reference, proba.device, proba.dtype)
         below = torch.searchsorted(reference, proba[:, c].contiguous(), right=False)
         quantile = below.to(proba.dtype) / len(reference)
         columns.append(torch.where(proba[:, c] >= reference[-1], torch.ones_like(quantile), quantile))
@@ -761,11 +761,10 @@ class SDMCalibrator(
     def _fit_repeat(self, X_all, y_all, train, calibration, seeds, repeat, ticks):
         """One repeat: a model on ``train``, its best epoch, and its calibration."""
         device = X_all.device
-        train_t = torch.from_numpy(np.asarray(train)).to(device)
-        calibration_t = torch.from_numpy(np.asarray(calibration)).to(device)
-        X_tr, X_ca = X_all[train_t], X_all[calibration_t]
-        y_tr = torch.from_numpy(y_all[train]).to(device)
-        y_ca = torch.from_numpy(y_all[calibration]).to(device)
+        X_tr = X_all[_torch.to_tensor(train, device, torch.int64)]
+        X_ca = X_all[_torch.to_tensor(calibration, device, torch.int64)]
+        y_tr = _torch.to_tensor(y_all[train], device, torch.int64)
+        y_ca = _torch.to_tensor(y_all[calibration], device, torch.int64)
         n_classes = len(self.classes_)
         history = []
         if self.estimator is None:
@@ -904,16 +903,16 @@ class SDMCalibrator(
         device, dtype = X_t.device, X_t.dtype
         exemplars, logits = space.embed(X_t)
         support = self._on_device("support_exemplars_", device, dtype)
-        labels = torch.from_numpy(self.support_labels_).to(device)
-        predictions_support = torch.from_numpy(self.support_predictions_).to(device)
+        labels = self._on_device("support_labels_", device, torch.int64)
+        predictions_support = self._on_device("support_predictions_", device, torch.int64)
         matches = _matches(labels, predictions_support, len(self.classes_))
         predictions = logits.argmax(dim=1)
         q, nearest, nearest_index = support_neighbours(exemplars, support, matches, predictions, max_q=self.max_q)
         outputs = _calibrated_outputs(
             logits, q, nearest, self.distance_references_, self.qprime_references_,
-            self.q_prime_min_, self.thresholds_, self.alpha,
+            self.q_prime_min_, self._on_device("thresholds_", device, dtype), self.alpha,
         )
-        outputs["nearest_support_index"] = torch.from_numpy(self.support_indices_).to(device)[nearest_index]
+        outputs["nearest_support_index"] = self._on_device("support_indices_", device, torch.int64)[nearest_index]
         if self.method == "uv":
             outputs.update(self._uv_outputs(logits, outputs))
         return outputs, as_tensor
@@ -921,8 +920,9 @@ class SDMCalibrator(
     def _uv_outputs(self, logits, outputs):
         return _uv_calibrated_outputs(
             logits, outputs["q"], outputs["sdm"], self.output_references_, self.qtilde_references_,
-            torch.as_tensor(self.rescaler_, dtype=logits.dtype, device=logits.device),
-            self.q_tilde_min_gamma_, self.thresholds_uv_, self.offsets_, self.alpha,
+            self._on_device("rescaler_", logits.device, logits.dtype), self.q_tilde_min_gamma_,
+            self._on_device("thresholds_uv_", logits.device, logits.dtype),
+            self._on_device("offsets_", logits.device, logits.dtype), self.alpha,
         )
 
     def _admitted(self, outputs):
@@ -1234,8 +1234,7 @@ def _calibrated_outputs(logits, q, nearest, distance_references, qprime_referenc
     q = reset_flips(q, logits, sdm)
     own = sdm.gather(1, predictions[:, None]).squeeze(1)
     q_prime = rescaled_similarity(q, own)
-    thresholds_t = torch.as_tensor(thresholds, dtype=dtype, device=logits.device)
-    is_hr = (torch.floor(q_prime) >= 1) & (q_prime >= q_prime_min) & prediction_set_is_singleton(sdm, thresholds_t, predictions)
+    is_hr = (torch.floor(q_prime) >= 1) & (q_prime >= q_prime_min) & prediction_set_is_singleton(sdm, thresholds, predictions)
     sample_size = effective_sample_size(q_prime, qprime_references)
     epsilon = dkw_epsilon(sample_size, alpha).max(dim=1).values.to(dtype)
     d_lower = (d - epsilon).clamp(0, 1)
@@ -1243,7 +1242,7 @@ def _calibrated_outputs(logits, q, nearest, distance_references, qprime_referenc
     q_prime_lower = rescaled_similarity(q, sdm_lower.gather(1, predictions[:, None]).squeeze(1))
     is_hr_lower = (
         (torch.floor(q_prime_lower) >= 1) & (q_prime_lower >= q_prime_min)
-        & prediction_set_is_singleton(sdm_lower, thresholds_t, predictions)
+        & prediction_set_is_singleton(sdm_lower, thresholds, predictions)
     )
     return {
         "prediction": predictions, "q": q, "d_nearest": nearest, "d": d, "sdm": sdm,
@@ -1256,7 +1255,7 @@ def _calibrated_outputs(logits, q, nearest, distance_references, qprime_referenc
 
 def _uv_calibrated_outputs(logits, q, sdm, output_references, qtilde_references, weight, q_tilde_min_gamma, thresholds, offsets, alpha):
     """UV's outputs: ``q̃``, the rescaled output and its DKW lower version with Cauchy offsets."""
-    dtype, device = logits.dtype, logits.device
+    dtype = logits.dtype
     predictions = logits.argmax(dim=1)
     log_base = torch.log(2 + q)
     quantiles = output_quantiles(sdm, output_references)
@@ -1269,13 +1268,11 @@ def _uv_calibrated_outputs(logits, q, sdm, output_references, qtilde_references,
     quantiles_lower = torch.where(own_class, quantiles - epsilon, quantiles + epsilon).clamp(0, 1)
     q_tilde_lower = quantiles_lower.gather(1, predictions[:, None]).squeeze(1) * log_base
     lower = sdm_activation_base(quantiles_lower @ weight.T, q_tilde_lower)
-    offsets_t = torch.as_tensor(offsets, dtype=dtype, device=device)
-    thresholds_t = torch.as_tensor(thresholds, dtype=dtype, device=device)
 
     def admitted(q_value, proba):
         bins = torch.floor(q_value).long().clamp(0, N_OFFSET_BINS - 1)
-        own = (proba.gather(1, predictions[:, None]).squeeze(1) - offsets_t[predictions, bins]).clamp_min(0)
-        return (torch.floor(q_value) >= 1) & (q_value >= q_tilde_min_gamma) & (own >= thresholds_t[predictions])
+        own = (proba.gather(1, predictions[:, None]).squeeze(1) - offsets[predictions, bins]).clamp_min(0)
+        return (torch.floor(q_value) >= 1) & (q_value >= q_tilde_min_gamma) & (own >= thresholds[predictions])
 
     return {
         "q_tilde": q_tilde, "q_tilde_lower": q_tilde_lower, "p_centroid": centroid, "p_lower": lower,

@@ -4,7 +4,7 @@ from ._block import load_block_mnist, make_block_dataset, make_block_digits
 from ._hierarchical import make_hierarchical_features
 from ._modular import make_modular_arithmetic
 from ._python_docs import load_python_docs, load_python_docs_topics
-from ._shift import permute_features, shuffle_words, translate_images, truncate_words
+from ._shift import permute_features, translate_images, truncate_words
 
 __all__ = [
     "load_block_mnist",
@@ -15,7 +15,6 @@ __all__ = [
     "make_hierarchical_features",
     "make_modular_arithmetic",
     "permute_features",
-    "shuffle_words",
     "translate_images",
     "truncate_words",
 ]

@@ -11,7 +11,8 @@ def permute_features(X, *, random_state=None):
 
     The values of a row stay the same, so simple statistics (mean, norm)
     match the originals, while the structure a model learned is gone; the
-    SDM papers use the same construction with shuffled words.
+    SDM papers use the same construction with shuffled words (which would
+    not work for mean-pooled sentence embeddings: a mean ignores word order).
 
     Parameters
     ----------
@@ -35,32 +36,6 @@ def permute_features(X, *, random_state=None):
     rng = check_random_state(random_state)
     order = np.argsort(rng.random_sample(X.shape), axis=1)
     return np.take_along_axis(X, order, axis=1)
-
-
-def shuffle_words(texts, *, random_state=None):
-    """Far-out-of-distribution copy of ``texts``: the words of each text in random order.
-
-    Parameters
-    ----------
-    texts : sequence of str
-    random_state : int, RandomState instance or None, default=None
-
-    Returns
-    -------
-    shuffled : list of str
-
-    Examples
-    --------
-    >>> from sklearn_interp.datasets import shuffle_words
-    >>> sorted(shuffle_words(["open the file now"], random_state=0)[0].split())
-    ['file', 'now', 'open', 'the']
-    """
-    rng = check_random_state(random_state)
-    shuffled = []
-    for text in texts:
-        words = str(text).split()
-        shuffled.append(" ".join(words[i] for i in rng.permutation(len(words))))
-    return shuffled
 
 
 def truncate_words(texts, *, fraction=0.5):
