@@ -6,8 +6,10 @@ in a public subpackage per family:
 * :mod:`sklearn_interp.decomposition` -- :class:`~sklearn_interp.decomposition.SNMFDecomposer`,
   :class:`~sklearn_interp.decomposition.MatchingPursuitSAE`
 * :mod:`sklearn_interp.calibration` -- :class:`~sklearn_interp.calibration.SDMCalibrator`
-* :mod:`sklearn_interp.evaluation` -- :class:`~sklearn_interp.evaluation.DiffROAR`
+* :mod:`sklearn_interp.evaluation` -- :class:`~sklearn_interp.evaluation.DiffROAR`,
+  :class:`~sklearn_interp.evaluation.ConsistencyScorer`
 * :mod:`sklearn_interp.manifold` -- :class:`~sklearn_interp.manifold.LocalIDEstimator`
+* :mod:`sklearn_interp.prototypes` -- :class:`~sklearn_interp.prototypes.PartPrototypeClassifier`
 * :mod:`sklearn_interp.neural_network` -- torch classifiers whose gradients can be explained
 * :mod:`sklearn_interp.activations` -- :class:`~sklearn_interp.activations.TransformerActivations`
 * :mod:`sklearn_interp.datasets` -- offline real data
@@ -16,9 +18,17 @@ in a public subpackage per family:
 
 from .calibration import SDMCalibrator
 from .decomposition import MatchingPursuitSAE, SNMFDecomposer
-from .evaluation import DiffROAR
+from .evaluation import ConsistencyScorer, DiffROAR
 from .manifold import LocalIDEstimator
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffROAR", "LocalIDEstimator", "MatchingPursuitSAE", "SDMCalibrator", "SNMFDecomposer", "__version__"]
+__all__ = [
+    "ConsistencyScorer",
+    "DiffROAR",
+    "LocalIDEstimator",
+    "MatchingPursuitSAE",
+    "SDMCalibrator",
+    "SNMFDecomposer",
+    "__version__",
+]

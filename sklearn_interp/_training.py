@@ -76,6 +76,7 @@ def make_net(
     grad_clip=None,
     verbose=0,
     callbacks=(),
+    **net_params,
 ):
     """A skorch net over an initialised ``module``, ready for ``partial_fit``.
 
@@ -104,6 +105,9 @@ def make_net(
         ``>= 2`` also skorch's table of epoch losses.
     callbacks : sequence of (name, skorch.callbacks.Callback)
         Method-specific callbacks, run after the shared ones.
+    **net_params
+        Further arguments of the net, for instance
+        ``optimizer__param_groups`` for per-layer step sizes.
 
     Returns
     -------
@@ -140,23 +144,24 @@ def make_net(
         device=str(device),
         callbacks=shared + list(callbacks),
         verbose=max(0, verbose - 1),
+        **net_params,
     )
     return net.initialize()
 
 
-def init_linear_(linear, generator):
-    """Draw a ``torch.nn.Linear``'s weights and bias from ``generator``, in place.
+def init_layer_(layer, generator):
+    """Draw a ``Linear`` or ``Conv2d`` layer's weights and bias from ``generator``, in place.
 
     The distribution is torch's default, U(±1/√fan_in) (Kaiming-uniform with
     a = √5), but drawn from the estimator's generator so that
     ``random_state`` decides it.
     """
-    bound = 1.0 / math.sqrt(linear.in_features)
+    bound = 1.0 / math.sqrt(layer.weight[0].numel())
     with torch.no_grad():
-        linear.weight.uniform_(-bound, bound, generator=generator)
-        if linear.bias is not None:
-            linear.bias.uniform_(-bound, bound, generator=generator)
-    return linear
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        if layer.bias is not None:
+            layer.bias.uniform_(-bound, bound, generator=generator)
+    return layer
 
 
 def epoch_losses(net):

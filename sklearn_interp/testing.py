@@ -32,6 +32,7 @@ __all__ = [
     "calibration_problems",
     "gaussian_clouds",
     "linear_manifolds",
+    "prototype_map_problems",
     "semi_nonnegative_products",
     "sparse_dictionary_data",
 ]
@@ -277,3 +278,42 @@ def calibration_problems(draw, *, min_classes=2, max_classes=4, min_per_class=3,
     logits = X @ rng.normal(size=(n_features, n_classes)) + rng.normal(scale=0.5, size=(len(y), n_classes))
     logits[np.arange(len(y)), y] += draw(st.floats(0.0, 3.0))
     return X, y, logits
+
+
+@st.composite
+def prototype_map_problems(draw, *, max_images=24, max_classes=3, max_prototypes_per_class=3, max_parts=5):
+    """Activation maps, labels and part keypoints for the part-prototype metrics.
+
+    Maps hold small integers and the input side is the grid side times a
+    power of two, so bicubic upsampling is exact in float64 (its weights are
+    dyadic fractions) and properties such as invariance to ``a·A + b`` hold
+    exactly, not up to rounding.
+
+    Parameters
+    ----------
+    max_images, max_classes, max_prototypes_per_class, max_parts : int
+
+    Returns
+    -------
+    strategy : SearchStrategy of dict
+        ``maps`` (n, P, h, w) float64, ``y`` (n,) class indices, ``part_locs``
+        (n, J, 3) with integer pixel keypoints and 0/1 visibility,
+        ``prototype_class`` (P,) with prototypes grouped by class, and
+        ``input_size`` (H, W).
+    """
+    n_classes = draw(st.integers(1, max_classes))
+    per_class = draw(st.integers(1, max_prototypes_per_class))
+    n_images = draw(st.integers(n_classes, max_images))
+    n_parts = draw(st.integers(1, max_parts))
+    height, width = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    scale = draw(st.sampled_from([1, 2, 4, 8, 16, 32]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    prototype_class = np.repeat(np.arange(n_classes), per_class)
+    y = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, n_images - n_classes)])
+    maps = rng.integers(0, draw(st.integers(1, 16)), size=(n_images, len(prototype_class), height, width)).astype(np.float64)
+    input_size = (height * scale, width * scale)
+    part_locs = np.empty((n_images, n_parts, 3))
+    part_locs[..., 0] = rng.integers(0, input_size[1], (n_images, n_parts))
+    part_locs[..., 1] = rng.integers(0, input_size[0], (n_images, n_parts))
+    part_locs[..., 2] = rng.random((n_images, n_parts)) < draw(st.floats(0.3, 1.0))
+    return {"maps": maps, "y": y, "part_locs": part_locs, "prototype_class": prototype_class, "input_size": input_size}

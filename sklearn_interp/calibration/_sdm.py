@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNet
 
 from .. import _torch
-from .._training import init_linear_, make_net
+from .._training import init_layer_, make_net
 from ..base import TorchClassifierMixin, TorchEstimatorMixin
 
 # Rows of queries whose distances to the whole support set are held at once:
@@ -372,8 +372,8 @@ class _ExemplarNetwork(torch.nn.Module):
 
     def __init__(self, n_features, exemplar_dim, n_classes, generator, *, input_mean, input_std, device, dtype):
         super().__init__()
-        self.adaptor = init_linear_(torch.nn.Linear(n_features, exemplar_dim, device=device, dtype=dtype), generator)
-        self.head = init_linear_(torch.nn.Linear(exemplar_dim, n_classes, device=device, dtype=dtype), generator)
+        self.adaptor = init_layer_(torch.nn.Linear(n_features, exemplar_dim, device=device, dtype=dtype), generator)
+        self.head = init_layer_(torch.nn.Linear(exemplar_dim, n_classes, device=device, dtype=dtype), generator)
         self.register_buffer("input_mean", torch.tensor(input_mean, device=device, dtype=dtype))
         self.register_buffer("input_std", torch.tensor(input_std, device=device, dtype=dtype))
 

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import _torch
-from .._training import epoch_losses, init_linear_, make_net
+from .._training import epoch_losses, init_layer_, make_net
 from ..base import TorchClassifierMixin, TorchEstimatorMixin
 
 
@@ -56,7 +56,7 @@ class _MLPModule(torch.nn.Module):
         super().__init__()
         layers = []
         for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
-            linear = init_linear_(torch.nn.Linear(fan_in, fan_out, device=device, dtype=dtype), generator)
+            linear = init_layer_(torch.nn.Linear(fan_in, fan_out, device=device, dtype=dtype), generator)
             layers += [linear, torch.nn.ReLU()]
         self.layers = torch.nn.Sequential(*layers[:-1])
 
@@ -95,9 +95,13 @@ class _TorchClassifierBase(TorchClassifierMixin, TorchEstimatorMixin, Classifier
     of one forward pass at prediction.
     """
 
+    def _validate_input(self, X, *, reset, dtype=None):
+        """``X`` as the module's input tensor, and whether it came as a tensor."""
+        return self._validate_tensor(X, reset=reset, dtype=dtype)
+
     def _logits(self, X):
         check_is_fitted(self)
-        X_t, as_tensor = self._validate_tensor(X, reset=False, dtype=self._module_dtype())
+        X_t, as_tensor = self._validate_input(X, reset=False, dtype=self._module_dtype())
         module = self.module_
         was_training = module.training
         module.eval()
