@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mp_sae.py
 	$(PY) benchmarks/bench_diffroar.py
 	$(PY) benchmarks/bench_sdm.py
+	$(PY) benchmarks/bench_consistency.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

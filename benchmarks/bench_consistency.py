@@ -124,7 +124,7 @@ def main(argv=None):
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 60)
 
-    print("1. Scoring throughput (one thread per call as configured):")
+    print(f"1. Scoring throughput ({args.threads} torch threads):")
     print(throughput().to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
 
     models = {**MODELS, **(ABLATIONS if args.ablations else {})}

@@ -406,7 +406,6 @@ def sdm_step(data):
 
 def consistency_step(data):
     """ConsistencyScorer on a ProtoPNet-like baseline and on SDFA + SA, on part-annotated objects."""
-    import matplotlib.pyplot as plt
     from sklearn.frozen import FrozenEstimator
 
     from .datasets import PART_OBJECT_PARTS, make_part_objects

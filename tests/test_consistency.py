@@ -679,7 +679,9 @@ def _part_objects_experiment(seed, *, n_train=1200, epochs=12, **switches):
 @pytest.mark.slow
 def test_trained_network_learns_and_its_prototypes_land_on_parts():
     summary = _part_objects_experiment(0)
-    # Measured 0.00 (seed 0; calibration script): chance is 1/8.
-    assert summary["accuracy"] >= ACCURACY_FLOOR
-    assert summary["consistency"] >= CONSISTENCY_FLOOR
-    assert summary["stability"] >= STABILITY_FLOOR
+    # Measured by the calibration script, seeds 0 / 1 / 2: accuracy 0.720 / 0.435 / 0.500
+    # (chance 0.125), consistency 0.925 / 0.912 / 0.887, stability 0.989 / 0.991 / 0.989.
+    # The floors sit below every seed; the test runs seed 0.
+    assert summary["accuracy"] >= 0.4
+    assert summary["consistency"] >= 0.85
+    assert summary["stability"] >= 0.95

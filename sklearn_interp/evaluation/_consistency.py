@@ -39,17 +39,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # -- the model-free procedure ---------------------------------------------------
-def _as_float_tensor(values, device, name):
-    tensor = _torch.to_tensor(values, device, torch.float64 if not _torch.is_tensor(values) else values.dtype)
-    if not tensor.is_floating_point():
-        tensor = tensor.to(torch.float64)
-    return tensor
+def _as_float_tensor(values, device):
+    """A float tensor on ``device``: float64 for arrays, a tensor's own float dtype."""
+    if _torch.is_tensor(values) and values.is_floating_point():
+        return _torch.to_tensor(values, device, values.dtype)
+    return _torch.to_tensor(values, device, torch.float64)
 
 
 def _check_maps(maps, device=None):
     if device is None:
         device = maps.device if _torch.is_tensor(maps) else torch.device("cpu")
-    maps = _as_float_tensor(maps, device, "maps")
+    maps = _as_float_tensor(maps, device)
     if maps.ndim != 4:
         raise ValueError(f"maps must have shape (n_images, n_prototypes, height, width), got shape {tuple(maps.shape)}.")
     if not bool(torch.isfinite(maps).all()):
@@ -59,7 +59,7 @@ def _check_maps(maps, device=None):
 
 def _check_part_locs(part_locs, n_images, device):
     """``part_locs`` as a float64 tensor (n, J, 3) with a 0/1 visibility column."""
-    part_locs = _as_float_tensor(part_locs, device, "part_locs").to(torch.float64)
+    part_locs = _as_float_tensor(part_locs, device).to(torch.float64)
     if part_locs.ndim != 3 or part_locs.shape[2] != 3 or part_locs.shape[0] != n_images:
         raise ValueError(
             f"part_locs must have shape (n_images={n_images}, n_parts, 3) holding (x, y, visible); "
@@ -201,7 +201,7 @@ def part_hits(maps, part_locs, input_size, half_size=36 / 224, *, batch_size=64)
     return _torch.to_output(_hits_from_centres(rows, cols, part_locs, input_size, half_size), as_tensor)
 
 
-def _membership(y, prototype_class, shared_prototypes, device):
+def _membership(y, prototype_class, shared_prototypes):
     """(n, P) float: image i counts for prototype p (its class, or all images if shared)."""
     member = y[:, None] == prototype_class[None, :]
     shared = prototype_class < 0
@@ -210,13 +210,13 @@ def _membership(y, prototype_class, shared_prototypes, device):
     return member.to(torch.float64), shared
 
 
+def _host_vector(values):
+    return column_or_1d(_torch.to_numpy(values) if _torch.is_tensor(values) else np.asarray(values))
+
+
 def _check_labels(y, prototype_class, n_images, device):
-    y = _torch.to_tensor(column_or_1d(np.asarray(_torch.to_numpy(y) if _torch.is_tensor(y) else y)), device, torch.int64)
-    prototype_class = _torch.to_tensor(
-        column_or_1d(np.asarray(_torch.to_numpy(prototype_class) if _torch.is_tensor(prototype_class) else prototype_class)),
-        device,
-        torch.int64,
-    )
+    y = _torch.to_tensor(_host_vector(y), device, torch.int64)
+    prototype_class = _torch.to_tensor(_host_vector(prototype_class), device, torch.int64)
     if y.shape[0] != n_images:
         raise ValueError(f"y has {y.shape[0]} labels for {n_images} images.")
     return y, prototype_class
@@ -260,7 +260,7 @@ def _check_threshold(threshold):
 
 
 def _consistency_from_hits(hits, y, part_locs, prototype_class, threshold, shared_prototypes):
-    member, shared = _membership(y, prototype_class, shared_prototypes, hits.device)
+    member, shared = _membership(y, prototype_class, shared_prototypes)
     used = _used_prototypes(member, shared, shared_prototypes)
     frequencies = _part_frequencies(hits, member, part_locs[..., 2])
     consistent = frequencies.max(dim=1).values >= threshold
@@ -268,7 +268,7 @@ def _consistency_from_hits(hits, y, part_locs, prototype_class, threshold, share
 
 
 def _stability_from_hits(hits, hits_noisy, y, prototype_class, shared_prototypes):
-    member, shared = _membership(y, prototype_class, shared_prototypes, hits.device)
+    member, shared = _membership(y, prototype_class, shared_prototypes)
     used = _used_prototypes(member, shared, shared_prototypes)
     fractions = _stable_fractions(hits, hits_noisy, member)[used]
     if bool(torch.isnan(fractions).all()):
@@ -389,7 +389,7 @@ def stability_score(
 
 
 def _part_table(hits, hits_noisy, y, part_locs, prototype_class, *, threshold, shared_prototypes, part_names, class_names):
-    member, _ = _membership(y, prototype_class, shared_prototypes, hits.device)
+    member, _ = _membership(y, prototype_class, shared_prototypes)
     frequencies = _torch.to_numpy(_part_frequencies(hits, member, part_locs[..., 2]))
     n_parts = frequencies.shape[1]
     part_names = [f"part_{j}" for j in range(n_parts)] if part_names is None else list(part_names)
@@ -520,12 +520,14 @@ def _input_size(model, X):
 
 
 def _class_indices(model, y):
-    y = column_or_1d(_torch.to_numpy(y) if _torch.is_tensor(y) else np.asarray(y))
+    y = _host_vector(y)
     classes = np.asarray(model.classes_)
     unknown = np.setdiff1d(y, classes)
     if unknown.size:
         raise ValueError(f"y has labels {unknown.tolist()} that are not among the model's classes_.")
-    return np.searchsorted(classes, y) if np.all(classes[:-1] < classes[1:]) else np.array([np.flatnonzero(classes == v)[0] for v in y])
+    # classes_ of a foreign model need not be sorted, so no searchsorted.
+    position = {label: index for index, label in enumerate(classes.tolist())}
+    return np.array([position[label] for label in y.tolist()], dtype=np.int64)
 
 
 def _perturb(X, noise_std, noise_clip, noise_space, generator):
@@ -803,6 +805,8 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
     estimator_ : estimator object
         The fitted model.
     classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+        The wrapped model's, when it has one.
     results_ : pandas.DataFrame
         Set by :meth:`evaluate`: one row per prototype (``prototype``,
         ``class``, ``n_images``, ``best_part``, ``best_part_name``,
@@ -1076,9 +1080,9 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
         y_index = _class_indices(model, y)
         owner = np.asarray(model.prototype_class_)
         if prototypes is None:
-            # One prototype from each of the first classes, then the next of each.
-            order = np.lexsort((owner, np.arange(len(owner)) % max(1, np.bincount(owner[owner >= 0]).max())))
-            prototypes = order[:n_prototypes]
+            # The first prototype of each class, then the second of each, and so on.
+            rank_in_class = np.array([np.count_nonzero(owner[:p] == owner[p]) for p in range(len(owner))])
+            prototypes = np.lexsort((owner, rank_in_class))[:n_prototypes]
         prototypes = [int(p) for p in prototypes]
         if axes is None:
             _, axes = plt.subplots(len(prototypes), n_images, figsize=(1.6 * n_images, 1.6 * len(prototypes)),

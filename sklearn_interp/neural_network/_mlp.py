@@ -110,6 +110,20 @@ class _TorchClassifierBase(TorchClassifierMixin, TorchEstimatorMixin, Classifier
         module.train(was_training)
         return logits, as_tensor
 
+    def _encode_targets(self, y, n_samples):
+        """Check ``y``, set ``classes_`` and return the class index of every row."""
+        y = column_or_1d(_torch.to_numpy(y) if _torch.is_tensor(y) else np.asarray(y), warn=True)
+        if y.shape[0] != n_samples:
+            raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}.")
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if self.classes_.shape[0] < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; y holds only one class, "
+                f"{self.classes_[0]!r}."
+            )
+        return y_index
+
     def _module_dtype(self):
         return next(self.module_.parameters()).dtype
 
@@ -273,16 +287,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         if not all(isinstance(size, Integral) and size >= 1 for size in sizes):
             raise ValueError(f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}.")
         X_t, _ = self._validate_tensor(X, reset=True)
-        y = column_or_1d(_torch.to_numpy(y) if _torch.is_tensor(y) else np.asarray(y), warn=True)
-        if y.shape[0] != X_t.shape[0]:
-            raise ValueError(f"X has {X_t.shape[0]} samples but y has {y.shape[0]}.")
-        check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        if self.classes_.shape[0] < 2:
-            raise ValueError(
-                f"TorchMLPClassifier needs samples of at least 2 classes; y holds only one class, {self.classes_[0]!r}."
-            )
-
+        y_index = self._encode_targets(y, X_t.shape[0])
         seeds = _torch.draw_seeds(self.random_state, size=3)
         module = _MLPModule(
             (X_t.shape[1], *sizes, self.classes_.shape[0]),
@@ -392,24 +397,35 @@ class TorchModuleClassifier(_TorchClassifierBase):
         self : object
         """
         X_t, _ = self._validate_tensor(X, reset=True)
+        self._record_classes(y)
+        module = self._placed_module(X_t)
+        if self.input_shape is not None:
+            module = torch.nn.Sequential(torch.nn.Unflatten(1, tuple(self.input_shape)), module)
+        self.module_ = module
+        self._check_logits(X_t)
+        return self
+
+    def _record_classes(self, y):
         self.classes_ = np.asarray(self.classes)
         if y is not None:
             unknown = np.setdiff1d(np.asarray(y), self.classes_)
             if unknown.size:
                 raise ValueError(f"y has labels {unknown.tolist()} that are not in classes.")
+
+    def _placed_module(self, X_t):
+        """``module`` on the device and dtype of ``X_t``."""
         module = self.module
         parameter = next(module.parameters(), None)
         if parameter is not None and (parameter.device != X_t.device or parameter.dtype != X_t.dtype):
             # Module.to works in place: move a copy, never the caller's module.
             module = copy.deepcopy(module).to(device=X_t.device, dtype=X_t.dtype)
-        if self.input_shape is not None:
-            module = torch.nn.Sequential(torch.nn.Unflatten(1, tuple(self.input_shape)), module)
-        self.module_ = module
+        return module
+
+    def _check_logits(self, X_t):
         with torch.no_grad():
-            n_logits = module(X_t[:1]).shape[-1]
+            n_logits = self.module_(X_t[:1]).shape[-1]
         if n_logits != self.classes_.shape[0]:
             raise ValueError(f"The module gives {n_logits} logits per input but {self.classes_.shape[0]} classes were named.")
-        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

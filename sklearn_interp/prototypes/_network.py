@@ -23,8 +23,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, Freezer, LRScheduler, Unfreezer
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
 from .._training import epoch_losses, init_layer_, make_net
@@ -421,16 +420,8 @@ class PartPrototypeClassifier(_ImageInputMixin, _TorchClassifierBase):
             raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels!r}.")
         _check_image_shape(self.image_shape)
         X_t, _ = self._validate_images(X, reset=True)
-        y = column_or_1d(_torch.to_numpy(y) if _torch.is_tensor(y) else np.asarray(y), warn=True)
-        if y.shape[0] != X_t.shape[0]:
-            raise ValueError(f"X has {X_t.shape[0]} samples but y has {y.shape[0]}.")
-        check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
+        y_index = self._encode_targets(y, X_t.shape[0])
         n_classes = self.classes_.shape[0]
-        if n_classes < 2:
-            raise ValueError(
-                f"PartPrototypeClassifier needs samples of at least 2 classes; y holds only one class, {self.classes_[0]!r}."
-            )
 
         seeds = _torch.draw_seeds(self.random_state, size=2)
         module = _PartPrototypeNetwork(

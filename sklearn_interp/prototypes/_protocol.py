@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from numbers import Integral
 from typing import Protocol, runtime_checkable
 
@@ -194,27 +193,20 @@ class TorchPrototypeAdapter(_ImageInputMixin, TorchModuleClassifier):
         """
         _check_image_shape(self.image_shape)
         X_t, _ = self._validate_images(X, reset=True)
-        self.classes_ = np.asarray(self.classes)
-        if y is not None:
-            unknown = np.setdiff1d(np.asarray(y), self.classes_)
-            if unknown.size:
-                raise ValueError(f"y has labels {unknown.tolist()} that are not in classes.")
+        self._record_classes(y)
         prototype_class = np.asarray(self.prototype_class)
         if prototype_class.ndim != 1 or not np.issubdtype(prototype_class.dtype, np.integer):
             raise ValueError("prototype_class must be a 1-D array of class indices (-1 for shared prototypes).")
         if prototype_class.size and (prototype_class.min() < -1 or prototype_class.max() >= len(self.classes_)):
-            raise ValueError(f"prototype_class must hold indices in [-1, {len(self.classes_) - 1}], got {np.unique(prototype_class).tolist()}.")
+            raise ValueError(
+                f"prototype_class must hold indices in [-1, {len(self.classes_) - 1}], "
+                f"got {np.unique(prototype_class).tolist()}."
+            )
         self.prototype_class_ = prototype_class.astype(np.int64)
-        module = self.module
-        parameter = next(module.parameters(), None)
-        if parameter is not None and (parameter.device != X_t.device or parameter.dtype != X_t.dtype):
-            module = copy.deepcopy(module).to(device=X_t.device, dtype=X_t.dtype)
-        self.module_ = module
+        self.module_ = self._placed_module(X_t)
+        self._check_logits(X_t)
         with torch.no_grad():
-            n_logits = module(X_t[:1]).shape[-1]
             maps = self._maps_of(X_t[:1])
-        if n_logits != self.classes_.shape[0]:
-            raise ValueError(f"The module gives {n_logits} logits per input but {self.classes_.shape[0]} classes were named.")
         if maps.ndim != 4 or maps.shape[1] != len(self.prototype_class_):
             raise ValueError(
                 f"The maps have shape {tuple(maps.shape)}; expected (n, {len(self.prototype_class_)}, h, w), "
