@@ -1107,6 +1107,9 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
                             inside = top <= y_part <= bottom and left <= x_part <= right
                             ax.plot(x_part, y_part, "o", ms=3, mec="white", mfc="white" if inside else "none")
             for ax in row:
+                # Boxes reach the clipped edge at width (not width - 1): keep the image's frame.
+                ax.set_xlim(-0.5, width - 0.5)
+                ax.set_ylim(height - 0.5, -0.5)
                 ax.set_xticks([])
                 ax.set_yticks([])
             label = self.classes_[owner[p]] if owner[p] >= 0 else "shared"
