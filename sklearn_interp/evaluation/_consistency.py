@@ -673,12 +673,15 @@ class PartConsistencyScorer(_PartScorer):
         self.batch_size = batch_size
         self.device = device
 
-    def _score(self, model_hits):
+    def _from_hits(self, model_hits, hits):
         _check_threshold(self.threshold)
         return _consistency_from_hits(
-            model_hits.hits(), model_hits.y, model_hits.part_locs, model_hits.prototype_class, self.threshold,
+            hits, model_hits.y, model_hits.part_locs, model_hits.prototype_class, self.threshold,
             self.shared_prototypes,
         )
+
+    def _score(self, model_hits):
+        return self._from_hits(model_hits, model_hits.hits())
 
 
 class PartStabilityScorer(_PartScorer):
@@ -723,16 +726,20 @@ class PartStabilityScorer(_PartScorer):
         self.batch_size = batch_size
         self.device = device
 
-    def _score(self, model_hits):
-        hits = model_hits.hits()
+    def _repeats(self, model_hits, hits):
+        """The perturbed hits of every repeat and the stability each gives."""
         noisy = model_hits.noisy_hits(
             noise_std=self.noise_std, noise_clip=self.noise_clip, noise_space=self.noise_space,
             n_repeats=self.n_repeats, random_state=self.random_state,
         )
-        return float(np.mean([
+        stabilities = [
             _stability_from_hits(hits, hits_noisy, model_hits.y, model_hits.prototype_class, self.shared_prototypes)
             for hits_noisy in noisy
-        ]))
+        ]
+        return noisy, stabilities
+
+    def _score(self, model_hits):
+        return float(np.mean(self._repeats(model_hits, model_hits.hits())[1]))
 
 
 #: Part consistency with the reference's geometry (half-size 36/224, threshold 0.8).
@@ -980,18 +987,10 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
             ``results_``.
         """
         model_hits = self._model_hits(X, y, part_locs)
+        consistency_scorer, stability_scorer = self._scorers()
         hits = model_hits.hits()
-        noisy = model_hits.noisy_hits(
-            noise_std=self.noise_std, noise_clip=self.noise_clip, noise_space=self.noise_space,
-            n_repeats=self.n_repeats, random_state=self.random_state,
-        )
-        stabilities = [
-            _stability_from_hits(hits, hits_noisy, model_hits.y, model_hits.prototype_class, self.shared_prototypes)
-            for hits_noisy in noisy
-        ]
-        consistency = _consistency_from_hits(
-            hits, model_hits.y, model_hits.part_locs, model_hits.prototype_class, self.threshold, self.shared_prototypes
-        )
+        consistency = consistency_scorer._from_hits(model_hits, hits)
+        noisy, stabilities = stability_scorer._repeats(model_hits, hits)
         self.results_ = _part_table(
             hits, noisy, model_hits.y, model_hits.part_locs, model_hits.prototype_class, threshold=self.threshold,
             shared_prototypes=self.shared_prototypes, part_names=self.part_names, class_names=self.classes_,
