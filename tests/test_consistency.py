@@ -167,7 +167,7 @@ def test_oracle_maps_at_feature_resolution_need_a_box_of_one_cell(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_random_maps_are_not_consistent(seed):
     # 30 images, 15 parts at random, 80 % visible: a part lies in a random 73-px box
-    # about 11 % of the time, so reaching 0.8 by chance has probability ~1e-15.
+    # about 11 % of the time, so one of the 150 (prototype, part) pairs reaching 0.8 has probability < 1e-12.
     rng = np.random.default_rng(seed)
     n, J, P = 30, 15, 10
     part_locs = np.stack([rng.integers(0, 224, (n, J)), rng.integers(0, 224, (n, J)), rng.random((n, J)) < 0.8], axis=2)
