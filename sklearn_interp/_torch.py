@@ -220,6 +220,11 @@ def to_numpy(tensor):
     return tensor.detach().cpu().numpy()
 
 
+def as_numpy(values):
+    """A tensor (from any device) or any array-like as a NumPy array."""
+    return to_numpy(values) if is_tensor(values) else np.asarray(values)
+
+
 def to_output(tensor, as_tensor):
     """Return ``tensor`` itself (a tensor input) or as NumPy (anything else)."""
     return tensor if as_tensor else to_numpy(tensor)

@@ -15,6 +15,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import (
@@ -52,6 +53,16 @@ def _check_tensor_values(X, *, ensure_min_samples):
         )
     if X.is_floating_point() and not bool(torch.isfinite(X).all()):
         raise ValueError("Input X contains NaN or infinity.")
+
+
+def _final_step(estimator, X):
+    """The last step of a Pipeline (``estimator`` itself otherwise) and ``X`` as that step sees it."""
+    if isinstance(estimator, Pipeline):
+        for _, step in estimator.steps[:-1]:
+            if step is not None and step != "passthrough":
+                X = step.transform(X)
+        estimator = estimator.steps[-1][1]
+    return estimator, X
 
 
 def _top_rows(codes, n):
@@ -122,7 +133,7 @@ class TorchEstimatorMixin:
         return _torch.resolve_dtype(self.dtype, X)
 
     # -- inputs and outputs ----------------------------------------------
-    def _validate_tensor(self, X, *, reset, ensure_min_samples=1, dtype=None):
+    def _validate_tensor(self, X, *, reset, ensure_min_samples=1, dtype=None, allow_nd=False):
         """Validate ``X`` as scikit-learn would and return it as a tensor.
 
         Parameters
@@ -135,6 +146,9 @@ class TorchEstimatorMixin:
         dtype : torch.dtype, default=None
             Defaults to the estimator's ``dtype`` parameter resolved against
             ``X``.
+        allow_nd : bool, default=False
+            Accept more than two dimensions (images); ``n_features_in_`` is
+            then ``X.shape[1]``, as scikit-learn counts it.
 
         Returns
         -------
@@ -147,7 +161,7 @@ class TorchEstimatorMixin:
             dtype = self._torch_dtype(X)
         _torch.check_device_dtype(device, dtype)
         if _torch.is_tensor(X):
-            self._check_tensor(X, reset=reset, ensure_min_samples=ensure_min_samples)
+            self._check_tensor(X, reset=reset, ensure_min_samples=ensure_min_samples, allow_nd=allow_nd)
             return _torch.to_tensor(X, device, dtype), True
         X = validate_data(
             self,
@@ -155,6 +169,7 @@ class TorchEstimatorMixin:
             reset=reset,
             dtype=[np.float64, np.float32],
             ensure_min_samples=ensure_min_samples,
+            allow_nd=allow_nd,
         )
         return _torch.to_tensor(X, device, dtype), False
 
@@ -182,8 +197,9 @@ class TorchEstimatorMixin:
         _torch.check_device_dtype(device, dtype)
         return _torch.to_tensor(X, device, dtype), as_tensor
 
-    def _check_tensor(self, X, *, reset, ensure_min_samples):
-        _check_tensor_values(X, ensure_min_samples=ensure_min_samples)
+    def _check_tensor(self, X, *, reset, ensure_min_samples, allow_nd=False):
+        # An n-d tensor gets the 2D checks on its rows flattened.
+        _check_tensor_values(X.flatten(1) if allow_nd and X.ndim > 2 else X, ensure_min_samples=ensure_min_samples)
         _check_feature_names(self, X, reset=reset)
         _check_n_features(self, X, reset=reset)
 

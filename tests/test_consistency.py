@@ -484,8 +484,8 @@ def test_warmup_freezes_the_backbone(part_data):
     clf = PartPrototypeClassifier(**{**TINY, "epochs": 1}, warmup_epochs=1, random_state=0, device="cpu")
     reference = PartPrototypeClassifier(**{**TINY, "epochs": 1}, warmup_epochs=1, random_state=0, device="cpu")
     clf.fit(X, y)
-    # Compare with the initial weights of the same seed (a net that ran no epoch).
-    initial = reference.set_params(epochs=1, lr_head=1e-12, lr_sa=0).fit(X, y).module_
+    # Compare with a net of the same seed whose backbone cannot move (step size 0).
+    initial = reference.set_params(lr_backbone=0, lr_head=1e-12, lr_sa=0).fit(X, y).module_
     for name, parameter in clf.module_.named_parameters():
         if name.startswith(("shallow", "deep")):
             torch.testing.assert_close(parameter, dict(initial.named_parameters())[name])
@@ -567,14 +567,14 @@ def test_stability_drops_under_strong_noise_and_repeats_are_reported(part_data, 
     scorer = ConsistencyScorer(FrozenEstimator(fitted), half_size=2, noise_space="model_input", noise_std=1.0,
                                noise_clip=1.0, n_repeats=3, random_state=0, device="cpu").fit(X, y)
     scorer.evaluate(X, y, locs)
-    assert scorer.summary_["stability"] < 1.0 and scorer.summary_["stability_std"] >= 0
+    # Three noise draws of σ = 1 around 5-px boxes move some peaks differently each time.
+    assert scorer.summary_["stability"] < 1.0 and scorer.summary_["stability_std"] > 0
     again = ConsistencyScorer(FrozenEstimator(fitted), half_size=2, noise_space="model_input", noise_std=1.0,
                               noise_clip=1.0, n_repeats=3, random_state=0, device="cpu").fit(X, y)
     assert again.stability_score(X, y, locs) == scorer.summary_["stability"]
 
 
-def test_pixel_noise_is_imagenet_scaled(fitted, part_data):
-    X, y, locs = part_data
+def test_pixel_noise_is_imagenet_scaled():
     from sklearn_interp.evaluation._consistency import _perturb
 
     X_t = torch.zeros((2000, 3, 2, 2), dtype=torch.float64)

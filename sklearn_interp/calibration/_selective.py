@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import column_or_1d
+
+from ..base import _final_step
 
 
 def _admitted_mask(y_selective, reject_label):
@@ -131,11 +132,7 @@ def index_conditional_accuracy(y_true, y_selective, *, reject_label=-1):
 
 def _selective_predictions(estimator, X):
     """``predict_selective`` of an estimator or of the last step of a pipeline."""
-    if isinstance(estimator, Pipeline):
-        for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
-                X = step.transform(X)
-        estimator = estimator.steps[-1][1]
+    estimator, X = _final_step(estimator, X)
     if not hasattr(estimator, "predict_selective"):
         raise TypeError(f"{type(estimator).__name__} has no predict_selective; use an SDMCalibrator.")
     return estimator.predict_selective(X), estimator.reject_label

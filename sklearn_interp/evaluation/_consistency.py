@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
-from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_n_features, check_is_fitted, column_or_1d
 
 from .. import _torch
+from ..base import _final_step
 from ..prototypes._protocol import PrototypeActivationModel
 
 # ImageNet's per-channel standard deviation: the reference adds its noise to
@@ -211,7 +211,7 @@ def _membership(y, prototype_class, shared_prototypes):
 
 
 def _host_vector(values):
-    return column_or_1d(_torch.to_numpy(values) if _torch.is_tensor(values) else np.asarray(values))
+    return column_or_1d(_torch.as_numpy(values))
 
 
 def _check_labels(y, prototype_class, n_images, device):
@@ -493,11 +493,7 @@ def prototype_part_table(
 # -- scoring a model --------------------------------------------------------------
 def _protocol_model(estimator, X):
     """The prototype model at the end of ``estimator`` and ``X`` as that model sees it."""
-    if isinstance(estimator, Pipeline):
-        for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
-                X = step.transform(X)
-        estimator = estimator.steps[-1][1]
+    estimator, X = _final_step(estimator, X)
     if not isinstance(estimator, PrototypeActivationModel):
         raise TypeError(
             f"{type(estimator).__name__} does not offer the part-prototype protocol: it needs classes_, "
@@ -1073,7 +1069,7 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
 
         check_is_fitted(self)
         model, X_model = _protocol_model(self.estimator_, X)
-        images = _torch.to_numpy(X) if _torch.is_tensor(X) else np.asarray(X)
+        images = _torch.as_numpy(X)
         if images.ndim != 4:
             raise ValueError(f"plot needs images of shape (n, C, H, W), got shape {images.shape}.")
         y_index = _class_indices(model, y)

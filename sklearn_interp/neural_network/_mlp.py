@@ -102,17 +102,21 @@ class _TorchClassifierBase(TorchClassifierMixin, TorchEstimatorMixin, Classifier
     def _logits(self, X):
         check_is_fitted(self)
         X_t, as_tensor = self._validate_input(X, reset=False, dtype=self._module_dtype())
+        return self._in_batches(self.module_, X_t), as_tensor
+
+    def _in_batches(self, function, X_t):
+        """``function`` over rows of ``X_t`` in batches of ``batch_size``, in eval mode, without gradients."""
         module = self.module_
         was_training = module.training
         module.eval()
         with torch.no_grad():
-            logits = torch.cat([module(X_t[rows]) for rows in _torch.batch_slices(X_t.shape[0], self.batch_size)])
+            output = torch.cat([function(X_t[rows]) for rows in _torch.batch_slices(X_t.shape[0], self.batch_size)])
         module.train(was_training)
-        return logits, as_tensor
+        return output
 
     def _encode_targets(self, y, n_samples):
         """Check ``y``, set ``classes_`` and return the class index of every row."""
-        y = column_or_1d(_torch.to_numpy(y) if _torch.is_tensor(y) else np.asarray(y), warn=True)
+        y = column_or_1d(_torch.as_numpy(y), warn=True)
         if y.shape[0] != n_samples:
             raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}.")
         check_classification_targets(y)

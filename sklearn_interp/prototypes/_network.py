@@ -29,7 +29,7 @@ from .. import _torch
 from .._training import epoch_losses, init_layer_, make_net
 from ..base import TorchEstimatorMixin
 from ..neural_network._mlp import _TorchClassifierBase
-from ._protocol import _batched_maps, _check_image_shape, _ImageInputMixin
+from ._protocol import _check_image_shape, _PrototypeModelMixin
 
 _BACKBONE = ("shallow.*", "deep.*")
 
@@ -211,7 +211,7 @@ class _NormalisePrototypes(Callback):
                 prototypes.div_(prototypes.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
-class PartPrototypeClassifier(_ImageInputMixin, _TorchClassifierBase):
+class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
     """Part-prototype image classifier (ProtoPNet-style) with SDFA and score aggregation.
 
     A small CNN backbone (a full-resolution shallow stage, then stride-2
@@ -467,20 +467,3 @@ class PartPrototypeClassifier(_ImageInputMixin, _TorchClassifierBase):
     def module_(self):
         check_is_fitted(self, "net_")
         return self.net_.module_
-
-    def prototype_activation_maps(self, X):
-        """Each prototype's activation map: cell features · prototype / ‖prototype‖.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, C, H, W) or (n_samples, n_features)
-
-        Returns
-        -------
-        maps : ndarray of shape (n_samples, n_prototypes, h, w)
-            A tensor on the estimator's device when ``X`` is a tensor.
-        """
-        check_is_fitted(self)
-        X_t, as_tensor = self._validate_images(X, reset=False, dtype=self._module_dtype())
-        maps = _batched_maps(self.module_, self.module_.prototype_activation_maps, X_t, self.batch_size)
-        return _torch.to_output(maps, as_tensor)

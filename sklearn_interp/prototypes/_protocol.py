@@ -8,10 +8,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 from sklearn.base import _fit_context
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
-from ..base import _check_tensor_values
 from ..neural_network._mlp import TorchModuleClassifier
 
 
@@ -41,33 +40,22 @@ class PrototypeActivationModel(Protocol):
         """
 
 
-class _ImageInputMixin:
-    """Validation of image inputs: (n, C, H, W) arrays, or flat rows with ``image_shape``.
+class _PrototypeModelMixin:
+    """What the part-prototype classifiers share: image inputs and batched maps.
 
-    Flat rows without ``image_shape`` are read as ``n_features`` channels of
-    a 1 × 1 image, so the estimators also work on plain feature vectors
-    (each row is one cell), which is what scikit-learn's checks feed them.
+    Inputs are (n, C, H, W) arrays, or flat rows with ``image_shape``. Flat
+    rows without ``image_shape`` are read as ``n_features`` channels of a
+    1 × 1 image, so the estimators also work on plain feature vectors (each
+    row is one cell), which is what scikit-learn's checks feed them.
+    Subclasses define ``module_`` and may override ``_maps_of``.
     """
 
     def _validate_images(self, X, *, reset, dtype=None):
-        device = self._torch_device()
-        if dtype is None:
-            dtype = self._torch_dtype(X)
-        _torch.check_device_dtype(device, dtype)
-        as_tensor = _torch.is_tensor(X)
-        if as_tensor:
-            if X.ndim not in (2, 4):
-                raise ValueError(f"Expected images of shape (n, C, H, W) or flat rows (n, n_features); got shape {tuple(X.shape)}.")
-            _check_tensor_values(X.flatten(1) if X.ndim == 4 else X, ensure_min_samples=1)
-            if reset:
-                self.n_features_in_ = int(X.shape[1])
-            elif X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input.")
-        else:
-            X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64], allow_nd=True)
-            if X.ndim not in (2, 4):
-                raise ValueError(f"Expected images of shape (n, C, H, W) or flat rows (n, n_features); got shape {X.shape}.")
-        X = _torch.to_tensor(X, device, dtype)
+        X, as_tensor = self._validate_tensor(X, reset=reset, dtype=dtype, allow_nd=True)
+        if X.ndim not in (2, 4):
+            raise ValueError(
+                f"Expected images of shape (n, C, H, W) or flat rows (n, n_features); got shape {tuple(X.shape)}."
+            )
         if X.ndim == 2:
             shape = (X.shape[1], 1, 1) if self.image_shape is None else tuple(self.image_shape)
             if int(np.prod(shape)) != X.shape[1]:
@@ -84,6 +72,25 @@ class _ImageInputMixin:
     def _validate_input(self, X, *, reset, dtype=None):
         return self._validate_images(X, reset=reset, dtype=dtype)
 
+    def _maps_of(self, X_t):
+        return self.module_.prototype_activation_maps(X_t)
+
+    def prototype_activation_maps(self, X):
+        """The prototypes' activation maps, larger = more activated.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, C, H, W) or (n_samples, n_features)
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, n_prototypes, h, w)
+            A tensor on the estimator's device when ``X`` is a tensor.
+        """
+        check_is_fitted(self)
+        X_t, as_tensor = self._validate_images(X, reset=False, dtype=self._module_dtype())
+        return _torch.to_output(self._in_batches(self._maps_of, X_t), as_tensor)
+
 
 def _check_image_shape(image_shape):
     if image_shape is not None and (
@@ -92,7 +99,7 @@ def _check_image_shape(image_shape):
         raise ValueError(f"image_shape must be (channels, height, width) of positive ints, got {image_shape!r}.")
 
 
-class TorchPrototypeAdapter(_ImageInputMixin, TorchModuleClassifier):
+class TorchPrototypeAdapter(_PrototypeModelMixin, TorchModuleClassifier):
     """A part-prototype torch network trained elsewhere, as a fitted classifier with maps.
 
     ``fit`` trains nothing: it records the classes and the prototypes'
@@ -219,30 +226,4 @@ class TorchPrototypeAdapter(_ImageInputMixin, TorchModuleClassifier):
             return self.maps_fn(self.module_, X_t)
         if not hasattr(self.module_, "prototype_activation_maps"):
             raise TypeError("The module has no prototype_activation_maps method; pass maps_fn.")
-        return self.module_.prototype_activation_maps(X_t)
-
-    def prototype_activation_maps(self, X):
-        """The prototypes' activation maps.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, C, H, W) or (n_samples, n_features)
-
-        Returns
-        -------
-        maps : ndarray of shape (n_samples, n_prototypes, h, w)
-            A tensor on the estimator's device when ``X`` is a tensor.
-        """
-        check_is_fitted(self)
-        X_t, as_tensor = self._validate_images(X, reset=False, dtype=self._module_dtype())
-        return _torch.to_output(_batched_maps(self.module_, self._maps_of, X_t, self.batch_size), as_tensor)
-
-
-def _batched_maps(module, maps_of, X_t, batch_size):
-    """``maps_of`` over batches of rows, in eval mode and without gradients."""
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        maps = torch.cat([maps_of(X_t[rows]) for rows in _torch.batch_slices(X_t.shape[0], batch_size)])
-    module.train(was_training)
-    return maps
+        return super()._maps_of(X_t)
