@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_diffroar.py
 	$(PY) benchmarks/bench_sdm.py
 	$(PY) benchmarks/bench_consistency.py
+	$(PY) benchmarks/bench_ccm.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

@@ -76,6 +76,8 @@ def make_net(
     grad_clip=None,
     verbose=0,
     callbacks=(),
+    train_split=None,
+    iterator_train=ShuffledBatches,
     **net_params,
 ):
     """A skorch net over an initialised ``module``, ready for ``partial_fit``.
@@ -105,6 +107,12 @@ def make_net(
         ``>= 2`` also skorch's table of epoch losses.
     callbacks : sequence of (name, skorch.callbacks.Callback)
         Method-specific callbacks, run after the shared ones.
+    train_split : callable or None, default=None
+        skorch's split of the training data into training and validation
+        sets; ``None`` trains on everything.
+    iterator_train : type, default=ShuffledBatches
+        The batch iterator; a subclass of :class:`ShuffledBatches` (it gets
+        the ``seed``).
     **net_params
         Further arguments of the net, for instance
         ``optimizer__param_groups`` for per-layer step sizes.
@@ -138,8 +146,8 @@ def make_net(
         optimizer=torch.optim.Adam,
         lr=learning_rate,
         batch_size=batch_size,
-        train_split=None,
-        iterator_train=ShuffledBatches,
+        train_split=train_split,
+        iterator_train=iterator_train,
         iterator_train__seed=int(seed),
         device=str(device),
         callbacks=shared + list(callbacks),

@@ -30,6 +30,7 @@ __all__ = [
     "attribution_problems",
     "available_devices",
     "calibration_problems",
+    "channel_windows",
     "gaussian_clouds",
     "linear_manifolds",
     "prototype_map_problems",
@@ -317,3 +318,28 @@ def prototype_map_problems(draw, *, max_images=24, max_classes=3, max_prototypes
     part_locs[..., 1] = rng.integers(0, input_size[0], (n_images, n_parts))
     part_locs[..., 2] = rng.random((n_images, n_parts)) < draw(st.floats(0.3, 1.0))
     return {"maps": maps, "y": y, "part_locs": part_locs, "prototype_class": prototype_class, "input_size": input_size}
+
+
+@st.composite
+def channel_windows(draw, *, lookback, min_channels=1, max_channels=6, max_windows=8):
+    """Lookback windows of a multichannel series, for the forecasters' properties.
+
+    Each channel is a random walk with its own level and scale (so per-window
+    normalisation has work to do), and no channel is flat.
+
+    Parameters
+    ----------
+    lookback : int
+    min_channels, max_channels, max_windows : int
+
+    Returns
+    -------
+    strategy : SearchStrategy of ndarray of shape (n_windows, lookback, n_channels), float64
+    """
+    n_windows = draw(st.integers(1, max_windows))
+    n_channels = draw(st.integers(min_channels, max_channels))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    steps = rng.normal(size=(n_windows, lookback, n_channels))
+    levels = rng.uniform(-5, 5, size=(n_windows, 1, n_channels))
+    scales = np.exp(rng.uniform(-1, 1, size=(n_windows, 1, n_channels)))
+    return levels + scales * np.cumsum(steps, axis=1)
