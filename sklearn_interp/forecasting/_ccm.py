@@ -621,7 +621,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
     >>> from sklearn_interp.datasets import make_channel_groups
     >>> from sklearn_interp.forecasting import ChannelClusterForecaster, make_windows
     >>> series, groups = make_channel_groups(400, 6, 2, random_state=0)
-    >>> X, y = make_windows(series, lookback=24, horizon=6)
+    >>> X, y = make_windows(series, lookback=32, horizon=6)
     >>> model = ChannelClusterForecaster(n_clusters=2, max_epochs=5, random_state=0).fit(X, y)
     >>> model.predict(X[:3]).shape, model.cluster_proba(X[:3]).shape
     ((3, 6, 6), (3, 6, 2))
@@ -902,7 +902,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
         forecasts, probas = [], []
         with torch.no_grad():
             for rows in _torch.batch_slices(X_t.shape[0], self.batch_size):
-                outputs = module(X_t[rows].to(self.net_.device))
+                outputs = module(X_t[rows])
                 forecasts.append(outputs["forecast"])
                 probas.append(outputs["proba"])
         return torch.cat(forecasts), torch.cat(probas), as_tensor
