@@ -589,11 +589,12 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
         Only for ``base="dlinear"``: the cluster heads (the paper's weight maps).
     seasonal_intercepts_, trend_intercepts_ : ndarray of shape (n_clusters, horizon)
         Only for ``base="dlinear"``.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of shape (n_epochs,)
         Mean training loss of every epoch.
-    validation_scores_ : ndarray of shape (n_iter_,)
+    validation_scores_ : ndarray of shape (n_epochs,)
         Validation MSE of every epoch (empty without validation).
     n_iter_ : int
+        Epochs run.
     best_epoch_ : int
         The epoch whose weights were kept (1-based).
     net_ : skorch.NeuralNet
