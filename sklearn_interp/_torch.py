@@ -272,6 +272,24 @@ def make_generator(random_state, device):
     return generator
 
 
+def step_generator(seed, step, device):
+    """A ``torch.Generator`` for one training step, seeded by ``(seed, step)``.
+
+    Nets that draw noise inside skorch's loop keep two integers instead of a
+    generator, so they pickle, and each step's draws are reproducible.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_interp._torch import step_generator
+    >>> a = torch.rand(2, generator=step_generator(3, 0, torch.device("cpu")))
+    >>> b = torch.rand(2, generator=step_generator(3, 1, torch.device("cpu")))
+    >>> bool(torch.equal(a, b))
+    False
+    """
+    return make_generator(np.random.RandomState([seed, step]), device)
+
+
 def batch_slices(n_samples, batch_size):
     """Slices covering ``range(n_samples)`` in chunks of ``batch_size``.
 

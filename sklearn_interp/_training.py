@@ -172,6 +172,21 @@ def init_layer_(layer, generator):
     return layer
 
 
+def evaluate_in_batches(module, function, X, batch_size):
+    """``function`` over row batches of ``X`` with ``module`` in eval mode and without gradients.
+
+    Returns the list of per-batch outputs; the module's training mode is
+    restored afterwards.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return [function(X[rows]) for rows in _torch.batch_slices(X.shape[0], batch_size)]
+    finally:
+        module.train(was_training)
+
+
 def epoch_losses(net):
     """The mean training loss of every epoch the net has run."""
     return np.asarray(net.history[:, "train_loss"], dtype=np.float64)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.base import clone
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, r2_score
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
@@ -328,7 +328,10 @@ def test_target_layouts_round_trip(windows):
     assert univariate.predict(X[:3, :, 0]).shape == (3, HORIZON)
     one_step = _small_model("linear", max_epochs=1).fit(X[:, :, 0], y[:, 0, 0])
     assert one_step.predict(X[:3, :, 0]).shape == (3,)
-    assert -np.inf < flat.score(X, y.reshape(len(y), -1)) <= 1
+    y_flat = y.reshape(len(y), -1)
+    assert flat.score(X, y_flat) == pytest.approx(r2_score(y_flat, flat.predict(X)), rel=1e-12)
+    # The 3-D layout scores the same outputs, flattened.
+    assert flat.score(X, y) == pytest.approx(flat.score(X, y_flat), rel=1e-12)
 
 
 def test_forecast_returns_a_frame_indexed_by_forecast_time():

@@ -47,7 +47,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
-from .._training import ShuffledBatches, epoch_losses, init_layer_, make_net
+from .._training import ShuffledBatches, epoch_losses, evaluate_in_batches, init_layer_, make_net
 from ..base import TorchEstimatorMixin
 
 # Relative floor of RevIN's standard deviation: a channel flat to rounding
@@ -366,10 +366,7 @@ class _ChannelClusterNet(NeuralNet):
         settings = self.loss_settings_
         if not training:
             return loss
-        generator = _torch.make_generator(
-            int(np.random.SeedSequence([self.membership_seed_, self.membership_steps_]).generate_state(1)[0]),
-            y_pred["proba"].device,
-        )
+        generator = _torch.step_generator(self.membership_seed_, self.membership_steps_, y_pred["proba"].device)
         self.membership_steps_ += 1
         membership = _relaxed_bernoulli(y_pred["proba"], settings["membership_temperature"], generator)
         y_pred["membership"] = membership
@@ -417,10 +414,13 @@ class _ChronologicalTail:
     def __init__(self, fraction):
         self.fraction = fraction
 
+    def n_valid(self, n_windows):
+        """Windows in the validation tail: at least one."""
+        return max(1, int(round(self.fraction * n_windows)))
+
     def __call__(self, dataset, y=None, **fit_params):
         n_windows = len(dataset)
-        n_valid = max(1, int(round(self.fraction * n_windows)))
-        n_train = n_windows - n_valid
+        n_train = n_windows - self.n_valid(n_windows)
         X, y = dataset.X, dataset.y
         return Dataset(X[:n_train], y[:n_train]), Dataset(X[n_train:], y[n_train:])
 
@@ -432,8 +432,7 @@ class _ChronologicalTail:
 
 def _series_values(series, name):
     """A (n_steps, n_channels) float array from NumPy, pandas or a tensor, with clear errors."""
-    values = _torch.as_numpy(series) if _torch.is_tensor(series) else series
-    values = check_array(values, dtype=np.float64, ensure_2d=False, allow_nd=True, input_name=name)
+    values = check_array(_torch.as_numpy(series), dtype=np.float64, ensure_2d=False, allow_nd=True, input_name=name)
     if values.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_steps, n_channels), got shape {values.shape}; "
@@ -737,8 +736,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         n_windows, _, n_channels = X_t.shape
-        y = _torch.as_numpy(y) if _torch.is_tensor(y) else y
-        y = check_array(y, dtype=np.float64, ensure_2d=False, allow_nd=True, input_name="y")
+        y = check_array(_torch.as_numpy(y), dtype=np.float64, ensure_2d=False, allow_nd=True, input_name="y")
         if y.shape[0] != n_windows:
             raise ValueError(f"X has {n_windows} windows but y has {y.shape[0]}.")
         if y.ndim == 1 and n_channels == 1:
@@ -810,7 +808,8 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
         n_windows, lookback, n_channels = X_t.shape
         self._check_kernel(lookback)
         validate = self.validation_fraction > 0 and n_windows >= 2
-        if validate and n_windows - max(1, round(self.validation_fraction * n_windows)) < 1:
+        tail = _ChronologicalTail(self.validation_fraction)
+        if validate and n_windows - tail.n_valid(n_windows) < 1:
             raise ValueError(f"{n_windows} windows leave none to train on with validation_fraction={self.validation_fraction}.")
         self.n_channels_in_, self.horizon_ = n_channels, y_t.shape[1]
         self.n_clusters_ = self.n_clusters or max(1, math.ceil(self.cluster_ratio * n_channels))
@@ -844,7 +843,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
             seed=int(seeds[1]),
             verbose=self.verbose,
             callbacks=self._callbacks(validate),
-            train_split=_ChronologicalTail(self.validation_fraction) if validate else None,
+            train_split=tail if validate else None,
             iterator_train=_ChannelShuffledBatches if self.shuffle_channels else ShuffledBatches,
             iterator_valid=ShuffledBatches,
             iterator_valid__shuffle=False,
@@ -870,17 +869,17 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
 
     def _record_fitted_state(self, X_t):
         module = self.module_
-        module.eval()
         self.prototypes_ = _torch.to_numpy(module.prototypes).astype(np.float64)
-        proba_sum = similarity_sum = 0.0
-        with torch.no_grad():
-            for rows in _torch.batch_slices(X_t.shape[0], self.batch_size):
-                outputs = module(X_t[rows])
-                proba_sum = proba_sum + outputs["proba"].sum(dim=0).double()
-                similarity_sum = similarity_sum + rbf_channel_similarity(outputs["normalised"]).sum(dim=0).double()
-        self.channel_proba_ = _torch.to_numpy(proba_sum) / X_t.shape[0]
+
+        def sums(windows):
+            outputs = module(windows)
+            similarity = rbf_channel_similarity(outputs["normalised"])
+            return outputs["proba"].sum(dim=0).double(), similarity.sum(dim=0).double()
+
+        proba_sums, similarity_sums = zip(*evaluate_in_batches(module, sums, X_t, self.batch_size))
+        self.channel_proba_ = _torch.to_numpy(sum(proba_sums)) / X_t.shape[0]
         self.channel_labels_ = self.channel_proba_.argmax(axis=1)
-        self.similarity_ = _torch.to_numpy(similarity_sum) / X_t.shape[0]
+        self.similarity_ = _torch.to_numpy(sum(similarity_sums)) / X_t.shape[0]
         if self.base == "dlinear":
             self.seasonal_weights_ = _torch.to_numpy(module.seasonal_head.weight).astype(np.float64)
             self.trend_weights_ = _torch.to_numpy(module.trend_head.weight).astype(np.float64)
@@ -898,14 +897,13 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
         """The module's outputs over X in batches of ``batch_size``, eval mode."""
         check_is_fitted(self, "net_")
         X_t, as_tensor = self._validate_windows(X, reset=False)
-        module = self.module_.to(X_t.device)
-        module.eval()
-        forecasts, probas = [], []
-        with torch.no_grad():
-            for rows in _torch.batch_slices(X_t.shape[0], self.batch_size):
-                outputs = module(X_t[rows])
-                forecasts.append(outputs["forecast"])
-                probas.append(outputs["proba"])
+        module = self.module_
+
+        def forecast_and_proba(windows):
+            outputs = module(windows)
+            return outputs["forecast"], outputs["proba"]
+
+        forecasts, probas = zip(*evaluate_in_batches(module, forecast_and_proba, X_t, self.batch_size))
         return torch.cat(forecasts), torch.cat(probas), as_tensor
 
     def predict(self, X):

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import _torch
-from .._training import epoch_losses, init_layer_, make_net
+from .._training import epoch_losses, evaluate_in_batches, init_layer_, make_net
 from ..base import TorchClassifierMixin, TorchEstimatorMixin
 
 
@@ -80,8 +80,7 @@ class _AdversarialNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         if self.attack_ is not None:
             X, y = unpack_data(batch)
-            step_state = np.random.RandomState([self.attack_seed_, self.attack_steps_])
-            generator = _torch.make_generator(step_state, X.device)
+            generator = _torch.step_generator(self.attack_seed_, self.attack_steps_, X.device)
             self.attack_steps_ += 1
             X = _adversarial_examples(self.module_, X, y, generator=generator, **self.attack_)
             batch = (X, y)
@@ -106,13 +105,7 @@ class _TorchClassifierBase(TorchClassifierMixin, TorchEstimatorMixin, Classifier
 
     def _in_batches(self, function, X_t):
         """``function`` over rows of ``X_t`` in batches of ``batch_size``, in eval mode, without gradients."""
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            output = torch.cat([function(X_t[rows]) for rows in _torch.batch_slices(X_t.shape[0], self.batch_size)])
-        module.train(was_training)
-        return output
+        return torch.cat(evaluate_in_batches(self.module_, function, X_t, self.batch_size))
 
     def _encode_targets(self, y, n_samples):
         """Check ``y``, set ``classes_`` and return the class index of every row."""
