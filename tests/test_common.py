@@ -106,7 +106,8 @@ ARRAY_ESTIMATORS = [
         dtype="float64", random_state=0, device="cpu",
     ),
     ChannelClusterForecaster(
-        "dlinear", decomposition_kernel=1, n_clusters=2, cluster_loss="normalized", max_epochs=3, random_state=0,
+        "dlinear", decomposition_kernel=1, n_clusters=2, cluster_loss="normalized", assigner="linear", max_epochs=3,
+        random_state=0,
         device="cpu",
     ),
     ChannelClusterForecaster("mlp", n_clusters=2, assignment="window", max_epochs=3, random_state=0, device="cpu"),

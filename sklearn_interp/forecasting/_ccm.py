@@ -528,6 +528,12 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
     cluster_loss : {"paper", "normalized"} or None, default="paper"
         See :func:`channel_cluster_loss`; ``"paper"`` is minimised by one
         cluster, ``"normalized"`` is not. ``None`` trains on the MSE only.
+    assigner : {"mlp", "linear"}, default="mlp"
+        The channel embedding: ``Linear → ReLU → Linear`` (the paper's MLP)
+        or the reference code's single ``Linear``. After instance
+        normalisation a linear embedding of a periodic channel turns around
+        the origin as the window's phase changes, so no one prototype
+        direction can hold every window of that channel.
     embed_dim : int, default=64
         Size of the channel and prototype embeddings.
     hidden_size : int, default=64
