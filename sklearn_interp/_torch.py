@@ -9,12 +9,17 @@ are written once:
 * A ``torch.Tensor`` in gives a tensor out, on the estimator's device (no
   host round trip on a GPU); anything else gives NumPy.
 * ``random_state`` (``None``, an int or a ``RandomState``) becomes a seeded
-  ``torch.Generator`` on the device, so the same seed gives the same result
-  on the same device.
+  ``torch.Generator`` on the CPU; every random draw (initial weights, masks,
+  permutations, noise) is made on it and moved to the device. So the same
+  seed gives the same starting point on every device, results that agree
+  across devices to floating-point tolerance, and bitwise-equal results on
+  one device at a fixed thread count (see :func:`deterministic_settings`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from numbers import Integral
 
@@ -251,43 +256,142 @@ def draw_seeds(random_state, size=None):
     return int(seeds) if size is None else seeds
 
 
-def make_generator(random_state, device):
-    """A ``torch.Generator`` on ``device`` seeded from ``random_state``.
+def make_generator(random_state):
+    """A CPU ``torch.Generator`` seeded from ``random_state``.
 
     ``None`` draws a fresh seed from NumPy's global state, as scikit-learn
     does; an int or a ``RandomState`` gives a reproducible generator.
 
+    The generator always lives on the CPU, whatever the estimator's device:
+    a CUDA generator seeded alike draws other numbers, so a seed would mean
+    another model on a GPU. Draw through :func:`rand`, :func:`randn`,
+    :func:`randint`, :func:`randperm`, :func:`uniform_` and :func:`normal_`,
+    which draw here and move the result to the device.
+
     Examples
     --------
-    >>> import torch
-    >>> from sklearn_interp._torch import make_generator
-    >>> a = torch.rand(3, generator=make_generator(0, torch.device("cpu")))
-    >>> b = torch.rand(3, generator=make_generator(0, torch.device("cpu")))
+    >>> from sklearn_interp import _torch
+    >>> a = _torch.rand((3,), _torch.make_generator(0), device="cpu")
+    >>> b = _torch.rand((3,), _torch.make_generator(0), device="cpu")
     >>> bool(torch.equal(a, b))
     True
     """
     seed = draw_seeds(random_state)
-    generator = torch.Generator(device=device)
+    generator = torch.Generator(device="cpu")
     generator.manual_seed(seed)
     return generator
 
 
-def step_generator(seed, step, device):
-    """A ``torch.Generator`` for one training step, seeded by ``(seed, step)``.
+def step_generator(seed, step):
+    """A CPU ``torch.Generator`` for one training step, seeded by ``(seed, step)``.
 
     Nets that draw noise inside skorch's loop keep two integers instead of a
     generator, so they pickle, and each step's draws are reproducible.
 
     Examples
     --------
-    >>> import torch
-    >>> from sklearn_interp._torch import step_generator
-    >>> a = torch.rand(2, generator=step_generator(3, 0, torch.device("cpu")))
-    >>> b = torch.rand(2, generator=step_generator(3, 1, torch.device("cpu")))
+    >>> from sklearn_interp import _torch
+    >>> a = _torch.rand((2,), _torch.step_generator(3, 0), device="cpu")
+    >>> b = _torch.rand((2,), _torch.step_generator(3, 1), device="cpu")
     >>> bool(torch.equal(a, b))
     False
     """
-    return make_generator(np.random.RandomState([seed, step]), device)
+    return make_generator(np.random.RandomState([seed, step]))
+
+
+# Random draws: on the CPU generator, then moved, so that a seed gives the
+# same numbers on every device (the seeding promise of the module docstring).
+
+
+def rand(shape, generator, *, device, dtype=torch.float32):
+    """U[0, 1) values of ``shape`` drawn from a CPU ``generator``, on ``device``."""
+    return torch.rand(shape, generator=generator, dtype=dtype).to(device)
+
+
+def randn(shape, generator, *, device, dtype=torch.float32):
+    """Standard normal values of ``shape`` drawn from a CPU ``generator``, on ``device``."""
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+
+
+def randint(high, shape, generator, *, device):
+    """Integers in ``[0, high)`` of ``shape`` drawn from a CPU ``generator``, on ``device``."""
+    return torch.randint(high, shape, generator=generator).to(device)
+
+
+def randperm(n, generator, *, device):
+    """A random permutation of ``range(n)`` drawn from a CPU ``generator``, on ``device``."""
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def uniform_(tensor, low, high, generator):
+    """Fill ``tensor`` in place with U[low, high) values drawn from a CPU ``generator``."""
+    with torch.no_grad():
+        draw = torch.empty(tensor.shape, dtype=tensor.dtype).uniform_(low, high, generator=generator)
+        return tensor.copy_(draw)
+
+
+def normal_(tensor, generator, mean=0.0, std=1.0):
+    """Fill ``tensor`` in place with N(mean, std²) values drawn from a CPU ``generator``."""
+    with torch.no_grad():
+        draw = torch.empty(tensor.shape, dtype=tensor.dtype).normal_(mean, std, generator=generator)
+        return tensor.copy_(draw)
+
+
+@contextlib.contextmanager
+def deterministic_settings(num_threads=None):
+    """Settings under which torch results are reproducible, restored on exit.
+
+    * float32 matrix products and convolutions in full float32 (TF32 off):
+      TF32 keeps 10 mantissa bits, so CUDA results would differ from the
+      CPU's by about 1e-3 instead of float32's 1e-6;
+    * deterministic algorithms (cuDNN, scatter-adds), so two runs on one GPU
+      agree bitwise; ``CUBLAS_WORKSPACE_CONFIG`` is set for cuBLAS when unset;
+    * ``num_threads`` torch threads when given: a CPU sum split over another
+      number of threads adds in another order, so bitwise equality holds
+      only at a fixed thread count.
+
+    What is promised: under these settings the same ``random_state`` gives
+    bitwise-equal results on one device at one thread count, and results
+    equal to floating-point tolerance (about 1e-5 relative in float32)
+    across devices, thread counts and batch compositions.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_interp._torch import deterministic_settings
+    >>> with deterministic_settings(num_threads=1):
+    ...     torch.get_num_threads()
+    1
+    """
+    saved = {
+        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "precision": torch.get_float32_matmul_precision(),
+        "threads": torch.get_num_threads(),
+    }
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.set_float32_matmul_precision("highest")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved["matmul_tf32"]
+        torch.backends.cudnn.allow_tf32 = saved["cudnn_tf32"]
+        torch.backends.cudnn.deterministic = saved["cudnn_deterministic"]
+        torch.backends.cudnn.benchmark = saved["cudnn_benchmark"]
+        torch.set_float32_matmul_precision(saved["precision"])
+        torch.use_deterministic_algorithms(saved["deterministic"], warn_only=saved["warn_only"])
+        torch.set_num_threads(saved["threads"])
 
 
 def batch_slices(n_samples, batch_size):

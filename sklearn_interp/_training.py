@@ -166,9 +166,9 @@ def init_layer_(layer, generator):
     """
     bound = 1.0 / math.sqrt(layer.weight[0].numel())
     with torch.no_grad():
-        layer.weight.uniform_(-bound, bound, generator=generator)
+        _torch.uniform_(layer.weight, -bound, bound, generator)
         if layer.bias is not None:
-            layer.bias.uniform_(-bound, bound, generator=generator)
+            _torch.uniform_(layer.bias, -bound, bound, generator)
     return layer
 
 

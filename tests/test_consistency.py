@@ -120,13 +120,25 @@ def test_half_size_fraction_and_pixels():
 # -- §7 invariants ------------------------------------------------------------------
 
 
-@given(prototype_map_problems(), st.integers(0, 40), st.floats(0.05, 1.0))
-def test_scores_lie_in_the_unit_interval(problem, half, threshold):
-    assert 0 <= _score(problem, half_size=half, threshold=threshold) <= 1
-    noisy = problem["maps"][:, :, ::-1].copy()
-    stability = stability_score(problem["maps"], noisy, problem["y"], problem["part_locs"], problem["prototype_class"],
-                                input_size=problem["input_size"], half_size=half)
-    assert 0 <= stability <= 1
+@given(prototype_map_problems(), st.lists(st.integers(0, 40), min_size=2, max_size=2),
+       st.lists(st.floats(0.05, 1.0), min_size=2, max_size=2))
+def test_scores_are_monotone_fractions(problem, halves, thresholds):
+    small, large = sorted(halves)
+    low, high = sorted(thresholds)
+    score = _score(problem, half_size=small, threshold=low)
+    assert 0 <= score <= 1
+    # A stricter threshold keeps fewer prototypes consistent; a larger box hits a
+    # superset of the parts, so each prototype's best part is hit at least as often.
+    assert _score(problem, half_size=small, threshold=high) <= score
+    assert _score(problem, half_size=large, threshold=low) >= score
+
+    def stability(noisy):
+        return stability_score(problem["maps"], noisy, problem["y"], problem["part_locs"], problem["prototype_class"],
+                               input_size=problem["input_size"], half_size=small)
+
+    # Unperturbed maps hit the same parts: every prototype is stable.
+    assert stability(problem["maps"].copy()) == 1.0
+    assert 0 <= stability(problem["maps"][:, :, ::-1].copy()) <= 1
 
 
 @given(prototype_map_problems(max_parts=4), st.integers(0, 30), st.floats(0.05, 1.0))
@@ -534,6 +546,10 @@ def test_consistency_scorer_matches_the_functions(part_data, fitted):
     assert scorer.summary_["consistency"] == expected and scorer.summary_["half_size_px"] == 5
     assert scorer.summary_["stability"] == pytest.approx(table["stable_frac"].mean())
     assert scorer.stability_score(X, y, locs) == scorer.summary_["stability"]  # same seed, same noise
+    # Noise of size zero moves no activation peak: every prototype is stable.
+    still = ConsistencyScorer(FrozenEstimator(fitted), half_size=5, noise_std=0.0, random_state=0, device="cpu")
+    assert still.fit(X, y).stability_score(X, y, locs) == 1.0
+    assert scorer.summary_["stability"] < 1.0  # the noise of 0.3 does move some
     assert list(table.columns[:8]) == ["prototype", "class", "n_images", "best_part", "best_part_name",
                                        "best_part_freq", "consistent", "stable_frac"]
     np.testing.assert_array_equal(scorer.predict(X), fitted.predict(X))

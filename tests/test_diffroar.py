@@ -319,7 +319,12 @@ def test_results_and_curve_layout():
     assert len(roar.estimators_) == 3 and len(roar.retrained_) == 3 * 2 * 2
     assert all(len(models) == 2 for models in roar.retrained_.values())
     assert (roar.curve_["ci_low"] <= roar.curve_["diffroar"]).all() and (roar.curve_["diffroar"] <= roar.curve_["ci_high"]).all()
-    assert roar.diffroar_ == pytest.approx(roar.curve_["diffroar"].mean())
+    # DiffROAR from the raw accuracies: each retrained pair's top-k minus bottom-k
+    # accuracy, averaged over splits and repeats, then over fractions.
+    pairs = roar.results_.pivot_table(index=["fraction", "split", "repeat"], columns="keep", values="accuracy")
+    per_fraction = (pairs["top"] - pairs["bottom"]).groupby("fraction").mean()
+    np.testing.assert_allclose(roar.curve_["diffroar"].to_numpy(), per_fraction.to_numpy(), atol=1e-12)
+    assert roar.diffroar_ == pytest.approx(per_fraction.mean(), abs=1e-12)
 
 
 # ---------------------------------------------------------------------------

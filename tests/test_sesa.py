@@ -41,7 +41,7 @@ from sklearn_interp.ranking._sesa import (
     listwise_softmax_loss,
     pairwise_logistic_loss,
 )
-from sklearn_interp.testing import ranking_pairs
+from sklearn_interp.testing import assert_allclose_across_batches, ranking_pairs
 
 COLUMNS = ["qid", "query", "item"]
 # Words of the synthetic task (its concepts' descriptor words and background words), so
@@ -92,14 +92,16 @@ def test_contributions_add_up_to_the_score(fitted, problem):
     X = problem["X"]
     contributions = fitted.transform(X)
     assert contributions.shape == (len(X), fitted.n_concepts_)
-    np.testing.assert_allclose(contributions.sum(axis=1), fitted.predict(X), rtol=1e-12, atol=1e-12)
-    # The pieces are the product of the two sides' explicit vectors.
+    # The oracle: each side encoded alone (encode runs one encoder on the texts,
+    # not the pair network), multiplied and summed in NumPy.
     query = fitted.encode(X["query"].tolist(), side="query")
     item = fitted.encode(X["item"].tolist(), side="item")
     if fitted.similarity == "cosine":
         query = query / np.linalg.norm(query, axis=1, keepdims=True)
         item = item / np.linalg.norm(item, axis=1, keepdims=True)
-    np.testing.assert_allclose(contributions, fitted.concept_weights_ * query * item, rtol=1e-9, atol=1e-12)
+    pieces = fitted.concept_weights_ * query * item
+    assert_allclose_across_batches(contributions, pieces)
+    assert_allclose_across_batches(fitted.predict(X), pieces.sum(axis=1))
 
 
 @settings(max_examples=5)
@@ -152,7 +154,7 @@ def test_predictions_do_not_depend_on_the_other_rows(fitted, problem, data):
     X = problem["X"]
     rows = data.draw(st.lists(st.integers(0, len(X) - 1), min_size=1, max_size=len(X)))
     full = fitted.predict(X)
-    np.testing.assert_allclose(fitted.predict(X.iloc[rows]), full[rows], rtol=1e-12, atol=1e-12)
+    assert_allclose_across_batches(fitted.predict(X.iloc[rows]), full[rows])  # another batch: rounding only
     relabelled = X.assign(qid=X["qid"].map(lambda q: f"query-{q * 7}"))
     np.testing.assert_array_equal(fitted.predict(relabelled), full)
 
@@ -331,6 +333,13 @@ def test_early_stopping_keeps_the_best_validation_epoch(synthetic):
     ranker = _fit(_ranker(max_epochs=12, patience=2, learning_rate=0.05), X, y, data)
     assert ranker.validation_scores_.shape == (ranker.n_iter_,)
     assert ranker.best_epoch_ == int(np.argmax(ranker.validation_scores_)) + 1
+    # Training stopped past the best epoch, and the weights kept are that epoch's:
+    # the same seed trained for exactly best_epoch_ epochs gives the same model.
+    # (The last epoch scored otherwise, so its weights differ from the best's.)
+    assert ranker.best_epoch_ < ranker.n_iter_
+    assert ranker.validation_scores_[-1] != ranker.validation_scores_[ranker.best_epoch_ - 1]
+    stopped_there = _fit(_ranker(max_epochs=ranker.best_epoch_, patience=100, learning_rate=0.05), X, y, data)
+    assert_allclose_across_batches(ranker.predict(X), stopped_there.predict(X))
     assert ranker.concept_embeddings_.shape == (6, 8) and ranker.concept_bias_.shape == (6,)
     np.testing.assert_array_equal(ranker.concept_weights_, np.ones(6))
 
@@ -400,8 +409,11 @@ def test_minilm_encoder_ranks_with_frozen_sentence_vectors(synthetic):
     ranker = _ranker(encoder="minilm", max_epochs=2).fit(
         X.iloc[:48], y[:48], item_concepts=data.item_concepts[:48], query_concepts=data.query_concepts[:48]
     )
-    contributions = ranker.transform(X.iloc[:10])
-    np.testing.assert_allclose(contributions.sum(axis=1), ranker.predict(X.iloc[:10]), rtol=1e-12)
+    pairs = X.iloc[:10]
+    # The oracle: the frozen sentence vectors of each side, projected and multiplied in NumPy.
+    query, item = ranker.encode(pairs["query"].tolist(), side="query"), ranker.encode(pairs["item"].tolist())
+    assert_allclose_across_batches(ranker.transform(pairs), ranker.concept_weights_ * query * item)
+    assert_allclose_across_batches(ranker.predict(pairs), (ranker.concept_weights_ * query * item).sum(axis=1))
     assert ranker.vocabulary_ == {} and ranker.concept_embeddings_.shape == (6, 8)
     # The sentence encoder is frozen: no MiniLM weight is a parameter of the trained module.
     assert sum(p.numel() for p in ranker.module_.parameters()) < 2 * 384 * 8 + 100
@@ -409,11 +421,15 @@ def test_minilm_encoder_ranks_with_frozen_sentence_vectors(synthetic):
 
 def test_runs_on_every_device(device, synthetic):
     X, y, data = synthetic
-    ranker = _fit(_ranker(device=device, dtype="float32"), X, y, data)
-    assert ranker.predict(X).dtype == np.float32
+    ranker = _fit(_ranker(device=device, dtype="float64"), X, y, data)
     assert isinstance(ranker.concept_embeddings_, np.ndarray)
+    # One seed, one model: the initial weights and batches are drawn on the CPU
+    # whatever the device, so the device's training ends where the CPU's does.
+    on_cpu = _fit(_ranker(device="cpu", dtype="float64"), X, y, data)
+    np.testing.assert_allclose(ranker.predict(X), on_cpu.predict(X), rtol=1e-6, atol=1e-6 * np.abs(on_cpu.predict(X)).max())
     restored = pickle.loads(pickle.dumps(ranker))
-    np.testing.assert_allclose(restored.predict(X), ranker.predict(X), rtol=1e-6)
+    np.testing.assert_array_equal(restored.predict(X), ranker.predict(X))
+    assert _fit(_ranker(device=device, dtype="float32"), X, y, data).predict(X).dtype == np.float32
 
 
 # ---------------------------------------------------------------------------
@@ -464,7 +480,18 @@ def test_pipeline_feeds_contributions_to_a_classifier(synthetic):
     X, y, data = synthetic
     pipeline = make_pipeline(_ranker(), LogisticRegression())
     pipeline.fit(X, y > 0, sesaranker__item_concepts=data.item_concepts)
-    assert pipeline.score(X, y > 0) > 0.5
+    relevant = y > 0
+    # The classifier is fed the contributions of a ranker trained with the
+    # routed concept labels: the same as fitting the two steps by hand ...
+    by_hand = _ranker().fit(X, relevant, item_concepts=data.item_concepts)
+    expected = LogisticRegression().fit(by_hand.transform(X), relevant).decision_function(by_hand.transform(X))
+    assert_allclose_across_batches(pipeline.decision_function(X), expected)
+    # ... and not the same as a ranker that never saw the labels.
+    with pytest.warns(UnsupervisedConceptsWarning):
+        unsupervised = make_pipeline(_ranker(concepts=6), LogisticRegression()).fit(X, relevant)
+    assert not np.allclose(unsupervised.decision_function(X), expected)
+    # The contributions carry relevance (this tiny 3-epoch ranker: AUC 0.64; chance 0.5).
+    assert roc_auc_score(relevant, pipeline.decision_function(X)) > 0.58
     ranker = _fit(_ranker(), X, y, data).set_output(transform="pandas")
     frame = ranker.transform(X)
     assert list(frame.columns) == [f"concept_{k}" for k in range(6)]
@@ -514,9 +541,9 @@ def test_checks_on_string_pairs_order_and_subsets():
     ranker = _string_fit(_ranker(concepts=3))
     full = ranker.predict(STRING_PAIRS)
     order = np.random.default_rng(0).permutation(len(STRING_PAIRS))
-    np.testing.assert_allclose(ranker.predict(STRING_PAIRS[order]), full[order], rtol=1e-12)
+    assert_allclose_across_batches(ranker.predict(STRING_PAIRS[order]), full[order])
     for batch in np.array_split(np.arange(len(STRING_PAIRS)), 5):
-        np.testing.assert_allclose(ranker.transform(STRING_PAIRS[batch]), ranker.transform(STRING_PAIRS)[batch], rtol=1e-12)
+        assert_allclose_across_batches(ranker.transform(STRING_PAIRS[batch]), ranker.transform(STRING_PAIRS)[batch])
 
 
 def test_checks_on_string_pairs_feature_names_and_unfitted():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn.metrics import r2_score
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -223,13 +224,21 @@ def test_dead_codes_are_restarted():
 
 @pytest.mark.parametrize("init", ["random", "svd", "kmeans"])
 @pytest.mark.parametrize("solver", ["cd", "mu"])
-def test_every_init_and_solver_fits(init, solver, device):
-    X = np.random.RandomState(0).randn(60, 15)
-    snmf = SNMFDecomposer(4, sparsity=0.2, init=init, solver=solver, max_iter=30, device=device, random_state=0)
+def test_every_init_and_solver_recovers_a_planted_factorisation(init, solver, device):
+    # Exact rank-4 semi-NMF data: sparse non-negative codes times mixed-sign features.
+    rng = np.random.RandomState(0)
+    X = (rng.exponential(size=(60, 4)) * (rng.rand(60, 4) < 0.6)) @ rng.randn(4, 15)
+    snmf = SNMFDecomposer(4, sparsity=None, init=init, solver=solver, max_iter=30, device=device, random_state=0)
     codes = snmf.fit_transform(X)
-    assert codes.shape == (60, 4) and codes.dtype == np.float32
-    assert snmf.components_.shape == (4, 15)
-    assert 0 < snmf.score(X) <= 1
+    assert codes.shape == (60, 4) and codes.dtype == np.float32 and snmf.components_.shape == (4, 15)
+    assert codes.min() >= 0
+    # Every pairing reaches R² ≥ 0.995 here in 30 iterations (measured: 0.9958 to
+    # 1.0); on unstructured Gaussian data of the same shape none passes 0.35.
+    assert snmf.score(X) > 0.99
+    # score is the R² of decoding transform(X) (with solver="mu" these are not the
+    # training codes of the last multiplicative step), as scikit-learn computes it.
+    decoded = snmf.inverse_transform(snmf.transform(X))
+    np.testing.assert_allclose(r2_score(X, decoded, multioutput="variance_weighted"), snmf.score(X), rtol=1e-4)
 
 
 def test_coordinate_descent_converges_in_fewer_iterations_than_multiplicative():

@@ -72,15 +72,56 @@ def test_to_tensor_copies_read_only_arrays():
 
 
 def test_generator_is_reproducible_and_seed_dependent():
-    cpu = torch.device("cpu")
-    draw = lambda seed: torch.rand(5, generator=_torch.make_generator(seed, cpu))  # noqa: E731
+    draw = lambda seed: _torch.rand((5,), _torch.make_generator(seed), device="cpu")  # noqa: E731
     assert torch.equal(draw(3), draw(3))
     assert not torch.equal(draw(3), draw(4))
     state = np.random.RandomState(0)
     assert torch.equal(
-        torch.rand(3, generator=_torch.make_generator(state, cpu)),
-        torch.rand(3, generator=_torch.make_generator(np.random.RandomState(0), cpu)),
+        _torch.rand((3,), _torch.make_generator(state), device="cpu"),
+        _torch.rand((3,), _torch.make_generator(np.random.RandomState(0)), device="cpu"),
     )
+
+
+def _draws(device, dtype=torch.float64):
+    """One of each random draw of the backend, from one seeded generator, on ``device``."""
+    generator = _torch.make_generator(7)
+    weights = torch.empty(4, 3, device=device, dtype=dtype)
+    return {
+        "rand": _torch.rand((4, 3), generator, device=device, dtype=dtype),
+        "randn": _torch.randn((4, 3), generator, device=device, dtype=dtype),
+        "randint": _torch.randint(10, (6,), generator, device=device),
+        "randperm": _torch.randperm(9, generator, device=device),
+        "uniform_": _torch.uniform_(weights.clone(), -0.5, 0.5, generator),
+        "normal_": _torch.normal_(weights.clone(), generator, 1.0, 2.0),
+    }
+
+
+def test_a_seed_draws_the_same_numbers_on_every_device(device):
+    """The generator is a CPU one whatever the device: a seed means one model everywhere."""
+    assert _torch.make_generator(0).device.type == "cpu"
+    here, cpu = _draws(device), _draws("cpu")
+    for name in here:
+        assert here[name].device.type == torch.device(device).type, name
+        # Drawn on the CPU and copied: equal bit for bit, not just to tolerance.
+        assert torch.equal(here[name].cpu(), cpu[name]), name
+    # The draws have the distributions their names say (a wrong one fails these).
+    big = _torch.make_generator(1)
+    uniform = _torch.rand((20000,), big, device="cpu", dtype=torch.float64)
+    normal = _torch.normal_(torch.empty(20000, dtype=torch.float64), big, 1.0, 2.0)
+    assert 0 <= uniform.min() and uniform.max() < 1 and abs(uniform.mean().item() - 0.5) < 0.01
+    assert abs(normal.mean().item() - 1.0) < 0.05 and abs(normal.std().item() - 2.0) < 0.05
+    assert sorted(cpu["randperm"].tolist()) == list(range(9))
+    assert cpu["uniform_"].abs().max() <= 0.5
+
+
+def test_deterministic_settings_are_restored():
+    threads, precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
+    with _torch.deterministic_settings(num_threads=1):
+        assert torch.get_num_threads() == 1
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert torch.get_num_threads() == threads and torch.get_float32_matmul_precision() == precision
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 @pytest.mark.parametrize("n, size", [(0, 3), (1, 3), (7, 3), (9, 3), (5, None), (5, 100)])

@@ -791,7 +791,7 @@ class SDMCalibrator(
         device, dtype = X_tr.device, X_tr.dtype
         n_classes = len(self.classes_)
         mean, std = self._input_scale(X_tr)
-        generator = _torch.make_generator(int(seeds[0]), device)
+        generator = _torch.make_generator(int(seeds[0]))
         module = _ExemplarNetwork(
             X_tr.shape[1], self.exemplar_dim, n_classes, generator,
             input_mean=mean, input_std=std, device=device, dtype=dtype,

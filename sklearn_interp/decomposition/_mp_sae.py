@@ -95,8 +95,8 @@ def _initial_bias(X, bias_init, generator):
     if bias_init == "mean":
         return X.mean(dim=0)
     if X.shape[0] > _BIAS_SAMPLE:
-        rows = torch.randperm(X.shape[0], generator=generator, device=generator.device)[:_BIAS_SAMPLE]
-        X = X[rows.to(X.device)]
+        rows = _torch.randperm(X.shape[0], generator, device=X.device)[:_BIAS_SAMPLE]
+        X = X[rows]
     return _geometric_median(X)
 
 
@@ -104,12 +104,11 @@ def _initial_atoms(X_centered, n_components, init, generator):
     """Unit-norm atoms: Gaussian directions, data rows or given arrays."""
     n_samples, n_features = X_centered.shape
     device, dtype = X_centered.device, X_centered.dtype
-    gaussian = torch.randn(n_components, n_features, generator=generator, device=generator.device)
-    gaussian = gaussian.to(device=device, dtype=dtype)
+    gaussian = _torch.randn((n_components, n_features), generator, device=device).to(dtype)
     if isinstance(init, str) and init == "gaussian":
         atoms = gaussian
     elif isinstance(init, str):  # "data": random rows, Gaussian where rows run out or are 0
-        order = torch.randperm(n_samples, generator=generator, device=generator.device).to(device)
+        order = _torch.randperm(n_samples, generator, device=device)
         rows = X_centered[order[:n_components]]
         atoms = gaussian.clone()
         atoms[: rows.shape[0]] = rows
@@ -591,7 +590,7 @@ class _BaseSparseAutoencoder(
             self._check_n_steps(self.k_inference, "k_inference")
         self._clear_device_cache()
         seeds = _torch.draw_seeds(self.random_state, size=3)
-        generator = _torch.make_generator(int(seeds[0]), X_t.device)
+        generator = _torch.make_generator(int(seeds[0]))
         with torch.no_grad():
             bias = _initial_bias(X_t, self.bias_init if self.fit_bias else "zeros", generator)
             atoms = _initial_atoms(X_t - bias, self.n_components, self.init, generator)

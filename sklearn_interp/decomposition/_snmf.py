@@ -177,7 +177,7 @@ def _reseed_dead_codes(G, XF, FtF, row_sq_norms, generator):
         return
     errors = _row_losses(row_sq_norms, G, XF, FtF)
     worst = torch.topk(errors, min(dead.numel(), errors.numel())).indices
-    noise = 1e-3 * torch.rand(G.shape[0], dead.numel(), generator=generator, device=G.device, dtype=G.dtype)
+    noise = 1e-3 * _torch.rand((G.shape[0], dead.numel()), generator, device=G.device, dtype=G.dtype)
     G[:, dead] = noise
     G[worst, dead[: worst.numel()]] = 1.0
 
@@ -231,7 +231,7 @@ def _kmeans_assignments(X, n_clusters, generator, n_iter=15, batch_size=4096):
     random row.
     """
     n_samples = X.shape[0]
-    start = torch.randperm(n_samples, generator=generator, device=X.device)[:n_clusters]
+    start = _torch.randperm(n_samples, generator, device=X.device)[:n_clusters]
     centroids = X[start].clone()
     labels = torch.empty(n_samples, dtype=torch.long, device=X.device)
     for _ in range(n_iter):
@@ -244,7 +244,7 @@ def _kmeans_assignments(X, n_clusters, generator, n_iter=15, batch_size=4096):
         empty = counts == 0
         centroids = sums / counts.clamp(min=1).unsqueeze(1)
         if bool(empty.any()):
-            refill = torch.randint(n_samples, (int(empty.sum()),), generator=generator, device=X.device)
+            refill = _torch.randint(n_samples, (int(empty.sum()),), generator, device=X.device)
             centroids[empty] = X[refill]
     return labels
 
@@ -261,7 +261,7 @@ def _initial_codes(X, n_components, init, generator, batch_size):
     n_samples = X.shape[0]
     options = {"device": X.device, "dtype": X.dtype}
     if init == "random":
-        G = torch.rand(n_samples, n_components, generator=generator, **options)
+        G = _torch.rand((n_samples, n_components), generator, **options)
         return G.clamp_(min=1e-6)
     if init == "svd":
         U, S, _ = _gram_eigen(X, n_components)
@@ -269,7 +269,7 @@ def _initial_codes(X, n_components, init, generator, batch_size):
         signs = torch.where(G.clamp(min=0).sum(0) >= (-G).clamp(min=0).sum(0), 1.0, -1.0)
         G = G * signs.to(G.dtype)
         if G.shape[1] < n_components:  # rank-deficient X: pad with random codes
-            pad = torch.rand(n_samples, n_components - G.shape[1], generator=generator, **options)
+            pad = _torch.rand((n_samples, n_components - G.shape[1]), generator, **options)
             G = torch.cat([G, pad], dim=1)
         return G.clamp_(min=1e-6)
     labels = _kmeans_assignments(X, n_components, generator, batch_size=batch_size)
@@ -649,7 +649,7 @@ class SNMFDecomposer(
     def _fit(self, X):
         X_t, as_tensor = self._validate_and_check_rows(X, reset=True)
         self._clear_device_cache()
-        generator = _torch.make_generator(self.random_state, X_t.device)
+        generator = _torch.make_generator(self.random_state)
         with torch.no_grad():
             G0 = _initial_codes(X_t, self.n_components, self.init, generator, self.batch_size)
             result = _fit_snmf(

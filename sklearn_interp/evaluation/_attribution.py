@@ -154,12 +154,12 @@ def smoothgrad(estimator, X, y=None, *, n_samples=25, noise=0.15, target="predic
     scores : ndarray of shape (n_samples, n_features)
     """
     module = differentiable_module(estimator)
-    generator = _torch.make_generator(random_state, next(module.parameters()).device)
+    generator = _torch.make_generator(random_state)
 
     def perturb(X_batch, rows):
         spread = noise * (X_batch.amax(dim=1, keepdim=True) - X_batch.amin(dim=1, keepdim=True))
         def noise_like():
-            return torch.randn(X_batch.shape, generator=generator, device=X_batch.device, dtype=X_batch.dtype)
+            return _torch.randn(X_batch.shape, generator, device=X_batch.device, dtype=X_batch.dtype)
 
         return [(X_batch + spread * noise_like(), 1.0 / n_samples) for _ in range(n_samples)]
 

@@ -528,7 +528,7 @@ def _class_indices(model, y):
 
 def _perturb(X, noise_std, noise_clip, noise_space, generator):
     """``X`` plus elementwise Gaussian noise, clipped, in the units ``noise_space`` names."""
-    noise = (noise_std * torch.randn(X.shape, generator=generator, device=X.device, dtype=X.dtype)).clamp(
+    noise = (noise_std * _torch.randn(X.shape, generator, device=X.device, dtype=X.dtype)).clamp(
         -noise_clip, noise_clip
     )
     if noise_space == "pixel":
@@ -577,7 +577,7 @@ class _ModelHits:
         return torch.cat(batches)
 
     def noisy_hits(self, *, noise_std, noise_clip, noise_space, n_repeats, random_state):
-        generator = _torch.make_generator(random_state, self.device)
+        generator = _torch.make_generator(random_state)
 
         def perturb(X_batch):
             return _perturb(X_batch, noise_std, noise_clip, noise_space, generator)

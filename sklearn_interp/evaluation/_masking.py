@@ -76,7 +76,7 @@ def keep_mask(scores, n_keep, keep, *, tie_break="random", generator=None):
     if tie_break == "random":
         # A stable sort of randomly permuted columns orders ties at random.
         order = torch.argsort(
-            torch.rand(scores.shape, generator=generator, device=scores.device), dim=1
+            _torch.rand(scores.shape, generator, device=scores.device), dim=1
         )
     else:
         order = torch.arange(n_features, device=scores.device).expand(n_samples, n_features)
@@ -161,7 +161,7 @@ def noisy_linear_imputation(X, mask, *, image_shape=None, mean=0.0, noise=0.01, 
         residual_norm = new_norm
     filled = images * (1 - unknown) + u
     if noise > 0:
-        filled = filled + unknown * noise * torch.randn(filled.shape, generator=generator, device=X.device, dtype=X.dtype)
+        filled = filled + unknown * noise * _torch.randn(filled.shape, generator, device=X.device, dtype=X.dtype)
     return filled.reshape(X.shape)
 
 
@@ -192,7 +192,7 @@ def apply_fill(X, mask, fill, *, fill_value, reference=None, image_shape=None, n
     if fill == "zero":
         return torch.where(mask, X, torch.zeros((), dtype=X.dtype, device=X.device))
     if fill == "shuffle":
-        donors = torch.randint(reference.shape[0], (X.shape[0],), generator=generator, device=X.device)
+        donors = _torch.randint(reference.shape[0], (X.shape[0],), generator, device=X.device)
         return torch.where(mask, X, reference[donors].to(X.dtype))
     return noisy_linear_imputation(X, mask, image_shape=image_shape, mean=fill_value, noise=noise, generator=generator)
 
@@ -375,7 +375,7 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         X_t, as_tensor = self._validate_tensor(X, reset=False)
         seeds = _torch.draw_seeds(self.random_state, size=3)
         scores = _torch.to_tensor(self._scores(X_t, attributions, int(seeds[0])), X_t.device, torch.float64)
-        generator = _torch.make_generator(int(seeds[1]), X_t.device)
+        generator = _torch.make_generator(int(seeds[1]))
         n_keep = n_kept(self.fraction, X_t.shape[1])
         mask = keep_mask(scores, n_keep, self.keep, tie_break=self.tie_break, generator=generator)
         return mask, X_t, int(seeds[2]), as_tensor
@@ -406,7 +406,7 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
             reference=reference,
             image_shape=self.image_shape,
             noise=self.noise,
-            generator=_torch.make_generator(fill_seed, X_t.device),
+            generator=_torch.make_generator(fill_seed),
         )
         return _torch.to_output(masked, as_tensor)
 

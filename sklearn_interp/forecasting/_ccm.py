@@ -179,7 +179,7 @@ def channel_cluster_loss(similarity, membership, kind="paper"):
 def _relaxed_bernoulli(proba, temperature, generator):
     """A Gumbel-sigmoid sample of Bernoulli(proba), differentiable in ``proba``."""
     proba = proba.clamp(_PROBA_CLIP, 1 - _PROBA_CLIP)
-    uniform = torch.rand(proba.shape, generator=generator, device=generator.device, dtype=proba.dtype)
+    uniform = _torch.rand(proba.shape, generator, device=proba.device, dtype=proba.dtype)
     uniform = uniform.to(proba.device).clamp(_PROBA_CLIP, 1 - _PROBA_CLIP)
     return torch.sigmoid((torch.logit(proba) + torch.logit(uniform)) / temperature)
 
@@ -278,7 +278,7 @@ class _ChannelClusterNetwork(torch.nn.Module):
             self.assigner = linear(lookback, embed_dim)
         else:
             self.assigner = torch.nn.Sequential(linear(lookback, embed_dim), torch.nn.ReLU(), linear(embed_dim, embed_dim))
-        prototypes = torch.randn(n_clusters, embed_dim, generator=generator, device=generator.device)
+        prototypes = _torch.randn((n_clusters, embed_dim), generator, device=device)
         # A buffer: refreshed by the callback, never by the optimiser, and saved with the module.
         self.register_buffer("prototypes", prototypes.to(**factory))
         if base == "linear":
@@ -366,7 +366,7 @@ class _ChannelClusterNet(NeuralNet):
         settings = self.loss_settings_
         if not training:
             return loss
-        generator = _torch.step_generator(self.membership_seed_, self.membership_steps_, y_pred["proba"].device)
+        generator = _torch.step_generator(self.membership_seed_, self.membership_steps_)
         self.membership_steps_ += 1
         membership = _relaxed_bernoulli(y_pred["proba"], settings["membership_temperature"], generator)
         y_pred["membership"] = membership
@@ -835,7 +835,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
             revin=self.revin,
             assignment=self.assignment,
             assign_temperature=self.assign_temperature,
-            generator=_torch.make_generator(int(seeds[0]), X_t.device),
+            generator=_torch.make_generator(int(seeds[0])),
             device=X_t.device,
             dtype=X_t.dtype,
         )

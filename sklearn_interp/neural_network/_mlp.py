@@ -37,7 +37,7 @@ def _adversarial_examples(module, X, y, *, epsilon, n_steps, step_size, random_s
     ``epsilon`` from the clean input.
     """
     if random_start:
-        delta = torch.rand(X.shape, generator=generator, device=X.device, dtype=X.dtype)
+        delta = _torch.rand(X.shape, generator, device=X.device, dtype=X.dtype)
         delta = (2 * delta - 1) * epsilon
     else:
         delta = torch.zeros_like(X)
@@ -80,7 +80,7 @@ class _AdversarialNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         if self.attack_ is not None:
             X, y = unpack_data(batch)
-            generator = _torch.step_generator(self.attack_seed_, self.attack_steps_, X.device)
+            generator = _torch.step_generator(self.attack_seed_, self.attack_steps_)
             self.attack_steps_ += 1
             X = _adversarial_examples(self.module_, X, y, generator=generator, **self.attack_)
             batch = (X, y)
@@ -288,7 +288,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         seeds = _torch.draw_seeds(self.random_state, size=3)
         module = _MLPModule(
             (X_t.shape[1], *sizes, self.classes_.shape[0]),
-            _torch.make_generator(int(seeds[0]), X_t.device),
+            _torch.make_generator(int(seeds[0])),
             device=X_t.device,
             dtype=X_t.dtype,
         )

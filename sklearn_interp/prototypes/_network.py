@@ -75,7 +75,7 @@ class _PartPrototypeNetwork(torch.nn.Module):
         n_prototypes = n_classes * prototypes_per_class
         # Gaussian directions: ProtoPNet's uniform [0, 1) draws all point nearly the same
         # way, which leaves every map alike and stalls training from scratch.
-        prototypes = torch.randn((n_prototypes, prototype_dim), generator=generator, **layer)
+        prototypes = _torch.randn((n_prototypes, prototype_dim), generator, **layer)
         self.prototypes = torch.nn.Parameter(torch.nn.functional.normalize(prototypes, dim=1))
         self.register_buffer(
             "prototype_class", torch.arange(n_classes, device=device).repeat_interleave(prototypes_per_class)
@@ -431,7 +431,7 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
             prototypes_per_class=self.prototypes_per_class,
             prototype_dim=self.prototype_dim,
             score_aggregation=self.score_aggregation,
-            generator=_torch.make_generator(int(seeds[0]), X_t.device),
+            generator=_torch.make_generator(int(seeds[0])),
             device=X_t.device,
             dtype=X_t.dtype,
         )

@@ -164,7 +164,7 @@ def _smoothed_idf(token_lists, vocabulary, n_tokens):
 
 def _init_embedding_(embedding, generator):
     with torch.no_grad():
-        embedding.weight.normal_(generator=generator)
+        _torch.normal_(embedding.weight, generator)
         embedding.weight[_PAD].zero_()
 
 
@@ -173,7 +173,7 @@ def _init_gru_(gru, generator):
     bound = 1.0 / math.sqrt(gru.hidden_size)
     with torch.no_grad():
         for parameter in gru.parameters():
-            parameter.uniform_(-bound, bound, generator=generator)
+            _torch.uniform_(parameter, -bound, bound, generator)
 
 
 def _init_encoder_(encoder, generator):
@@ -905,7 +905,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         device, dtype = self._torch_device(), self._torch_dtype()
         _torch.check_device_dtype(device, dtype)
         self._clear_device_cache()
-        network = self._build_network(queries, items, _torch.make_generator(int(seeds[0]), device))
+        network = self._build_network(queries, items, _torch.make_generator(int(seeds[0])))
         inputs = self._network_inputs(queries, items)
         inputs["group"] = torch.from_numpy(codes).to(device)
         for name, matrix in labels.items():
