@@ -11,7 +11,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install tour test test-fast docs bench clean
+# The GPU check runs on a machine with CUDA and torch already installed, with
+# its own python3 and no registry: the repository goes on PYTHONPATH, and
+# pure-Python packages that machine lacks travel as wheels in .whl/ (made
+# here by `make gpu-wheels`).
+GPU_PYTHON ?= python3
+GPU_WHEELS := .whl
+GPU_SITE := /tmp/sklearn-interp-gpu-site
+
+.PHONY: install tour test test-fast docs bench clean gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +57,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_consistency.py
 	$(PY) benchmarks/bench_ccm.py
 	$(PY) benchmarks/bench_sesa.py
+
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: -d $(GPU_WHEELS) "skorch==1.4.0"
+
+gpu-check:
+	if ls $(GPU_WHEELS)/*.whl >/dev/null 2>&1; then \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --upgrade --target $(GPU_SITE) $(GPU_WHEELS)/*.whl; fi
+	PYTHONPATH=$(CURDIR):$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) doc/_build doc/auto_examples doc/generated tour_output

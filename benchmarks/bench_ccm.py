@@ -35,6 +35,8 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 
+from _common import add_quick_arguments, run_quick
+
 from sklearn_interp.datasets import load_elnino, load_fertility, load_macrodata, make_channel_groups
 from sklearn_interp.forecasting import ChannelClusterForecaster, make_windows
 
@@ -152,6 +154,15 @@ def _fmt(values, digits=3):
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
+
+def quick(device):
+    """The GPU check's workload: CCM over DLinear (10 epochs) on 12 planted channels, lookback 96, horizon 24."""
+    series, _ = make_channel_groups(n_steps=600, n_channels=12, random_state=0)
+    X, y = make_windows(series, lookback=96, horizon=24)
+    model = ChannelClusterForecaster("dlinear", n_clusters=3, max_epochs=10, random_state=0, device=device).fit(X, y)
+    return model.predict(X[-50:])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -159,7 +170,10 @@ def main(argv=None):
     # DLinear (channel-independent, the paper's main base) and TSMixer-style (channel-mixing) by
     # default; --bases linear mlp adds the others.
     parser.add_argument("--bases", nargs="+", default=["dlinear", "tsmixer"], choices=list(BASES))
+    add_quick_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     torch.set_num_threads(2)
     rows, clusters = [], []
     for name in args.datasets:

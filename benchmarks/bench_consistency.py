@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _common import timed
+from _common import add_quick_arguments, run_quick, timed
 from sklearn.frozen import FrozenEstimator
 
 from sklearn_interp.datasets import PART_OBJECT_PARTS, make_part_objects
@@ -111,6 +111,17 @@ def run_model(name, params, seed, data, epochs):
     }
 
 
+
+def quick(device):
+    """The GPU check's workload: a part-prototype network (3 epochs) on 400 objects, and its consistency."""
+    from sklearn_interp.prototypes import PartPrototypeClassifier
+
+    X, y, locs = make_part_objects(400, random_state=0)
+    clf = PartPrototypeClassifier(epochs=3, random_state=0, device=device).fit(X, y)
+    scorer = ConsistencyScorer(FrozenEstimator(clf), random_state=0, device=device).fit(X, y)
+    return np.r_[clf.predict_proba(X).ravel(), scorer.score(X, y, locs)]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -119,7 +130,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--ablations", action="store_true", help="also SDFA alone and SA alone")
     parser.add_argument("--threads", type=int, default=2)
+    add_quick_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 60)

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from _common import timed
+from _common import add_quick_arguments, run_quick, timed
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
@@ -180,14 +180,30 @@ def run(name, data, *, epochs, pgd_steps, fractions, leakage_check, repeats, n_j
     return wall + setup
 
 
-def main():
+
+def quick(device):
+    """The GPU check's workload: DiffROAR of input gradients on BlockDigits (10-epoch MLPs, two fractions)."""
+    blocks = make_block_digits(random_state=0)
+    roar = DiffROAR(
+        TorchMLPClassifier(max_epochs=10, random_state=0, device=device), "input_gradient",
+        retrain_estimator=TorchMLPClassifier(max_epochs=10, random_state=0, device=device),
+        fractions=(0.1, 0.3), leakage_check=False, random_state=0, device=device,
+    )
+    roar.fit(blocks.data, blocks.target)
+    return roar.results_["accuracy"].to_numpy()
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--skip-fills", action="store_true")
-    args = parser.parse_args()
+    add_quick_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     torch.set_num_threads(1)
 
     digits_seconds = run(

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from _common import timed
+from _common import add_quick_arguments, run_quick, timed
 
 from sklearn_interp.manifold import LocalIDEstimator, intrinsic_dimension
 from sklearn_interp.manifold._local_id import _nearest_neighbors
@@ -35,6 +35,14 @@ def make_cloud(n, D, d, noise, seed=0):
     return rng.standard_normal((n, d)) @ basis.T + noise * rng.standard_normal((n, D))
 
 
+
+def quick(device):
+    """The GPU check's workload: local IDs of 5,000 points near a 10-d subspace of R^64 (50 neighbours)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 10)) @ rng.standard_normal((10, 64)) + 0.01 * rng.standard_normal((5000, 64))
+    return LocalIDEstimator(n_neighbors=50, device=device).fit(X).local_ids_
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
@@ -42,7 +50,10 @@ def main(argv=None):
     parser.add_argument("--d", type=int, default=10)
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--k", type=int, default=100, help="n_neighbors")
+    add_quick_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     X = make_cloud(args.n, args.D, args.d, args.noise)
     print(f"{args.n} points, D = {args.D}, {args.d}-dimensional manifold + noise {args.noise}, L = {args.k}\n")
 

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from _common import timed
+from _common import add_quick_arguments, run_quick, timed
 
 from sklearn_interp._torch import batch_slices
 from sklearn_interp.decomposition import MatchingPursuitSAE, TopKSAE
@@ -181,12 +181,24 @@ def omp_oracle(model, X):
     return row
 
 
+
+def quick(device):
+    """The GPU check's workload: an MP-SAE (256 atoms, k = 8, 2 epochs) on 4,000 × 64 sparse mixtures."""
+    rng = np.random.default_rng(0)
+    X = (rng.exponential(size=(4000, 128)) * (rng.random((4000, 128)) < 0.05)) @ rng.standard_normal((128, 64))
+    sae = MatchingPursuitSAE(n_components=256, k=8, max_epochs=2, random_state=0, device=device).fit(X)
+    return sae.transform(X)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n-omp", type=int, default=2000)
+    add_quick_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     X = minilm_layer3(args.sentences)
     print(
         f"MiniLM block-3 outputs: {X.shape[0]} tokens × {X.shape[1]}; {N_ATOMS} atoms, k = {K}, "

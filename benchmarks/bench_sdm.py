@@ -44,6 +44,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from _common import add_quick_arguments, run_quick
+
 from sklearn_interp.calibration import SDMCalibrator, selective_report
 from sklearn_interp.datasets import (
     load_python_docs_topics,
@@ -160,11 +162,25 @@ def minilm(seed, embed):
     return _run("MiniLM topics", X[fit], docs.target[fit], test_sets, seed)
 
 
+
+def quick(device):
+    """The GPU check's workload: SDM on 1,400 digits (one repeat of 10 epochs), probabilities of the rest."""
+    X, y = load_digits(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sdm = SDMCalibrator(n_repeats=1, max_epochs=10, learning_rate=3e-3, random_state=0, device=device)
+        sdm.fit(X[:1400], y[:1400])
+    return sdm.predict_proba(X[1400:])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--skip-minilm", action="store_true")
+    add_quick_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     rows, extras = [], []
     start = time.perf_counter()
     for seed in args.seeds:

@@ -42,6 +42,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import normalize
 
+from _common import add_quick_arguments, run_quick
+
 from sklearn_interp.datasets import load_esco_ranking, make_concept_ranking
 from sklearn_interp.ranking import (
     SESARanker,
@@ -172,14 +174,27 @@ def _lightgbm(data, train, test, seed):
     return {"NDCG@10": grouped_ndcg_score(data.target[test], scores, frame["qid"][test]), "fit s": seconds}
 
 
-def main():
+
+def quick(device):
+    """The GPU check's workload: SESA (bow encoder, 5 epochs) on 100 synthetic queries of 20 candidates."""
+    data = make_concept_ranking(n_queries=100, n_candidates=20, random_state=0)
+    X = data.frame[["qid", "query", "item"]]
+    ranker = SESARanker(encoder="bow", max_epochs=5, random_state=0, device=device)
+    ranker.fit(X, data.target, item_concepts=data.item_concepts, query_concepts=data.query_concepts)
+    return ranker.predict(X)
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--esco-queries", type=int, default=800)
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--skip-gru", action="store_true")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    args = parser.parse_args()
+    add_quick_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
     encoders = ["bow"] + ([] if args.skip_gru else ["gru"]) + ([] if args.skip_minilm else ["minilm"])
 
     rows = []

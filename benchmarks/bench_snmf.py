@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from _common import PeakMemory
+from _common import PeakMemory, add_quick_arguments, run_quick
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -87,12 +87,26 @@ def run(name, fit, total_ss, target_loss):
     }
 
 
+
+def quick(device):
+    """The GPU check's workload: SNMF of 4,000 × 256 mixed-sign activations of rank 32 (100 sweeps)."""
+    from sklearn_interp.decomposition import SNMFDecomposer
+
+    rng = np.random.default_rng(0)
+    X = rng.exponential(size=(4000, 32)) * (rng.random((4000, 32)) < 0.3) @ rng.standard_normal((32, 256))
+    model = SNMFDecomposer(32, max_iter=100, tol=0.0, random_state=0, device=device).fit(X)
+    return model.transform(X)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=20000)
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--iters", type=int, default=200)
+    add_quick_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        return run_quick(quick, args)
 
     import torch
 

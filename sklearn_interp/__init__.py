@@ -9,6 +9,8 @@ in a public subpackage per family:
 * :mod:`sklearn_interp.evaluation` -- :class:`~sklearn_interp.evaluation.DiffROAR`,
   :class:`~sklearn_interp.evaluation.ConsistencyScorer`
 * :mod:`sklearn_interp.manifold` -- :class:`~sklearn_interp.manifold.LocalIDEstimator`
+* :mod:`sklearn_interp.forecasting` -- :class:`~sklearn_interp.forecasting.ChannelClusterForecaster`
+* :mod:`sklearn_interp.ranking` -- :class:`~sklearn_interp.ranking.SESARanker`
 * :mod:`sklearn_interp.prototypes` -- :class:`~sklearn_interp.prototypes.PartPrototypeClassifier`
 * :mod:`sklearn_interp.neural_network` -- torch classifiers whose gradients can be explained
 * :mod:`sklearn_interp.activations` -- :class:`~sklearn_interp.activations.TransformerActivations`
@@ -19,16 +21,20 @@ in a public subpackage per family:
 from .calibration import SDMCalibrator
 from .decomposition import MatchingPursuitSAE, SNMFDecomposer
 from .evaluation import ConsistencyScorer, DiffROAR
+from .forecasting import ChannelClusterForecaster
 from .manifold import LocalIDEstimator
+from .ranking import SESARanker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelClusterForecaster",
     "ConsistencyScorer",
     "DiffROAR",
     "LocalIDEstimator",
     "MatchingPursuitSAE",
     "SDMCalibrator",
+    "SESARanker",
     "SNMFDecomposer",
     "__version__",
 ]

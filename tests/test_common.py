@@ -258,8 +258,10 @@ _ROW_WISE_METHODS = ("transform", "decision_function", "predict_proba", "score_s
 
 
 def _float32_instances():
+    # Those with row-wise outputs (DiffROAR's is one score) that depend on no fresh random draws.
     for estimator in ARRAY_ESTIMATORS:
-        if "dtype" in estimator.get_params() and not (
+        row_wise = is_regressor(estimator) or any(hasattr(estimator, m) for m in _ROW_WISE_METHODS)
+        if row_wise and "dtype" in estimator.get_params() and not (
             isinstance(estimator, AttributionMasker) and estimator.attribution == "random"
         ):
             yield clone(estimator).set_params(dtype="float32")

@@ -16,6 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from conftest import requires_minilm
 from sklearn_interp.manifold import (
     LocalIDEstimator,
     intrinsic_dimension,
@@ -494,12 +495,12 @@ def test_parity_with_scikit_dimension_on_duplicates(X, seed):
 
 @pytest.mark.slow
 def test_digits_read_about_nine_dimensions():
+    skdim = pytest.importorskip("skdim", reason="scikit-dimension (the 'bench' extra) is not installed")
     X = load_digits().data
     fitted = _fit(X, n_neighbors=100)
     # The spec measured mean 8.91 and global 8.91 with scikit-dimension.
     assert 8.0 < fitted.mean_local_id_ < 10.0
     assert 8.0 < fitted.global_id_ < 10.0
-    skdim = pytest.importorskip("skdim", reason="scikit-dimension (the 'bench' extra) is not installed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = skdim.id.TwoNN().fit_pw(X, n_neighbors=100).dimension_pw_
@@ -519,6 +520,7 @@ def test_digits_read_about_nine_dimensions():
 
 
 @pytest.mark.slow
+@requires_minilm
 def test_minilm_token_embeddings_through_a_pipeline():
     from sklearn_interp.activations import TransformerActivations
     from sklearn_interp.datasets import load_python_docs

@@ -23,6 +23,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from conftest import requires_minilm
 from sklearn_interp.calibration import (
     SDMCalibrator,
     admitted_fraction,
@@ -741,6 +742,7 @@ def _minilm_topics_experiment(seed=0, n_per_class=300):
 
 
 @pytest.mark.slow
+@requires_minilm
 def test_minilm_topics_through_a_pipeline():
     pipeline, results = _minilm_topics_experiment()
     assert pipeline.predict(["Send the message to the SMTP server."]).shape == (1,)

@@ -25,6 +25,7 @@ from sklearn.utils.estimator_checks import (
     check_valid_tag_types,
 )
 
+from conftest import requires_minilm
 from sklearn_interp.datasets import load_esco_ranking, make_concept_ranking
 from sklearn_interp.datasets._ranking import _content_trigrams, _split_labels
 from sklearn_interp.ranking import (
@@ -404,6 +405,7 @@ def test_qid_group_and_query_texts_give_the_same_groups(synthetic):
         np.testing.assert_array_equal(other.predict(X), from_column.predict(X))
 
 
+@requires_minilm
 def test_minilm_encoder_ranks_with_frozen_sentence_vectors(synthetic):
     X, y, data = synthetic
     ranker = _ranker(encoder="minilm", max_epochs=2).fit(

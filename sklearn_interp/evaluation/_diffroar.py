@@ -142,6 +142,9 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         Retrains run in parallel by joblib.
     device : str or torch.device, default="auto"
         Where masks and fills are computed.
+    dtype : {"float64", "float32"} or None, default="float64"
+        Precision of the masks and fills (the masked data the models are
+        retrained on); ``None`` follows the input (float64 stays float64).
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         ``>= 1`` shows a progress bar over the retrains.
@@ -220,6 +223,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         "confidence": [Interval(Real, 0, 1, closed="neither")],
         "n_jobs": [Integral, None],
         "device": [str, torch.device],
+        "dtype": [StrOptions({"float32", "float64"}), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -242,6 +246,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         confidence=0.95,
         n_jobs=None,
         device="auto",
+        dtype="float64",
         random_state=None,
         verbose=0,
     ):
@@ -260,6 +265,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         self.confidence = confidence
         self.n_jobs = n_jobs
         self.device = device
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -400,7 +406,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
             noise=self.noise,
             tie_break=self.tie_break,
             device=self.device,
-            dtype="float64",
+            dtype=self.dtype,
             random_state=seed,
         )
 

@@ -958,12 +958,13 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        log_likelihood : ndarray of shape (n_samples,)
+        log_likelihood : ndarray or torch.Tensor of shape (n_samples,)
             NaN for rows that equal a fitted row (``r1 = 0``) or whose LID
-            is undefined.
+            is undefined. A tensor on the estimator's device for a tensor.
         """
         local_ids, distances, _ = self._query(X)
-        return _torch.to_numpy(_pareto_log_likelihood(local_ids, distances[:, 0], distances[:, 1]))
+        log_likelihood = _pareto_log_likelihood(local_ids, distances[:, 0], distances[:, 1])
+        return _torch.to_output(log_likelihood, _torch.is_tensor(X))
 
     def get_feature_names_out(self, input_features=None):
         """Name of the one output column.
@@ -1037,4 +1038,4 @@ def twonn_loglik_scorer(estimator, X, y=None):
     >>> sorted(search.best_params_)
     ['n_neighbors']
     """
-    return float(np.nanmean(estimator.score_samples(X)))
+    return float(np.nanmean(_torch.as_numpy(estimator.score_samples(X))))
