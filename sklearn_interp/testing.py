@@ -40,6 +40,8 @@ __all__ = [
     "ranking_pairs",
     "semi_nonnegative_products",
     "sparse_dictionary_data",
+    "tiny_causal_lm",
+    "zen_of_python",
 ]
 
 
@@ -426,3 +428,78 @@ def ranking_pairs(draw, *, max_groups=4, max_group_size=6, words=None, max_words
         rows += [(qid, query, text()) for _ in range(size)]
         grades += group_grades.tolist()
     return {"X": pd.DataFrame(rows, columns=["qid", "query", "item"]), "y": np.asarray(grades)}
+
+
+def zen_of_python():
+    """The 19 lines of the Zen of Python (``import this``): real English that ships with Python.
+
+    Examples
+    --------
+    >>> from sklearn_interp.testing import zen_of_python
+    >>> zen_of_python()[0]
+    'Beautiful is better than ugly.'
+    """
+    import codecs
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import this
+    return [line for line in codecs.decode(this.s, "rot13").splitlines()[2:] if line]
+
+
+def tiny_causal_lm(*, n_layers=3, width=32, mlp_width=64, n_heads=4, init_std=0.3, random_state=0):
+    """A tiny randomly initialised Llama causal LM and a word-level tokenizer, built offline.
+
+    It has SmolLM2's architecture (:class:`transformers.LlamaForCausalLM`,
+    gated MLP, grouped-query attention) at a size that makes property tests
+    of hooks and metrics run in milliseconds, on any device. The vocabulary
+    is the words of :func:`zen_of_python` with ``<unk>``, ``<pad>`` and
+    ``<eos>``; weights are N(0, init_std²) drawn from a CPU generator seeded by
+    ``random_state`` (norms at one), so a seed gives the same model anywhere.
+
+    Returns
+    -------
+    model : transformers.LlamaForCausalLM
+        On the CPU, in eval mode, float32.
+    tokenizer : transformers.PreTrainedTokenizerFast
+        Pads on the right with ``<pad>``.
+
+    Examples
+    --------
+    >>> from sklearn_interp.testing import tiny_causal_lm
+    >>> model, tokenizer = tiny_causal_lm(random_state=0)
+    >>> model.config.num_hidden_layers, model.config.hidden_size
+    (3, 32)
+    >>> tokenizer(["Beautiful is better than ugly."])["input_ids"][0]
+    [...]
+    """
+    import re
+
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from . import _torch
+
+    words = sorted({word for line in zen_of_python() for word in re.findall(r"\w+|[^\w\s]", line.lower())})
+    vocabulary = {token: index for index, token in enumerate(["<unk>", "<pad>", "<eos>", *words])}
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    backend.normalizer = __import__("tokenizers").normalizers.Lowercase()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>", padding_side="right"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocabulary), hidden_size=width, intermediate_size=mlp_width, num_hidden_layers=n_layers,
+        num_attention_heads=n_heads, num_key_value_heads=max(1, n_heads // 2), max_position_embeddings=256,
+        pad_token_id=vocabulary["<pad>"], eos_token_id=vocabulary["<eos>"], bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng(devices=[]):  # construction draws from the global generator; leave it as it was
+        model = LlamaForCausalLM(config)
+    generator = _torch.make_generator(random_state)
+    for name, parameter in sorted(model.named_parameters()):
+        if not name.endswith("norm.weight"):
+            _torch.normal_(parameter, generator, 0.0, init_std)
+    return model.eval(), tokenizer

@@ -57,7 +57,12 @@ def test_residual_site_and_token_table(texts):
     X = acts.transform(texts[:3])
     table = acts.token_table()
     assert X.shape == (len(table), 384)
-    assert list(table.columns) == ["document", "position", "token"]
+    assert list(table.columns) == ["document", "position", "token", "context"]
+    # The context shows the token's own characters in [[ ]] inside its text.
+    for row in table.itertuples():
+        assert "[[" in row.context and row.context.replace("[[", "").replace("]]", "") in texts[row.document]
+        inner = row.context.split("[[")[1].split("]]")[0]
+        assert inner.lower() == row.token.lstrip("#").lower() or row.token.startswith("[")
     assert acts.get_feature_names_out()[0] == "residual5_0"
 
 

