@@ -146,13 +146,7 @@ def loss_recovered(
     network, tokenizer = _language_model(model, device)
     width = site_width(network, layer, site)
     check_transformer(transformer, width)
-    model_device = next(network.parameters()).device
-    batches = [
-        {name: value.to(model_device) for name, value in tokenizer(
-            texts[rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        ).items() if name in ("input_ids", "attention_mask")}
-        for rows in _torch.batch_slices(len(texts), batch_size)
-    ]
+    batches = list(_token_batches(network, tokenizer, texts, batch_size, max_length))
     totals = dict.fromkeys(["clean", "spliced", "ablated", "kl", "residual", "squares", "nonzero"], 0.0)
     n_scored = n_tokens = 0
     activation_sum, active = None, None
@@ -200,6 +194,14 @@ def loss_recovered(
     }])
 
 
+def _token_batches(network, tokenizer, texts, batch_size, max_length):
+    """Padded ``input_ids`` and ``attention_mask`` of ``batch_size`` texts at a time, on the model's device."""
+    device = next(network.parameters()).device
+    for rows in _torch.batch_slices(len(texts), batch_size):
+        encoded = tokenizer(texts[rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        yield {name: encoded[name].to(device) for name in ("input_ids", "attention_mask")}
+
+
 def _check_texts(texts):
     from ..activations._transformer import _check_texts as check
 
@@ -219,12 +221,9 @@ def read_activations(model, texts, *, layer, site, batch_size=8, max_length=128)
     """
     network, tokenizer = _language_model(model, "auto")
     texts = _check_texts(texts)
-    device = next(network.parameters()).device
     rows = []
     with torch.no_grad():
-        for batch in _torch.batch_slices(len(texts), batch_size):
-            encoded = tokenizer(texts[batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            encoded = {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+        for encoded in _token_batches(network, tokenizer, texts, batch_size, max_length):
             with read_sites(network, [layer], site) as captured:
                 try:
                     network(**encoded)
