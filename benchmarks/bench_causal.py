@@ -80,7 +80,7 @@ def extraction_speed(texts, layer, batch_size, max_length):
 
 
 def quick(device):
-    """The GPU check's workload: SNMF of SmolLM2 activations cannot travel (93 MB); a tiny Llama's loss recovered instead."""
+    """The GPU check's workload: SNMF spliced into a tiny Llama, loss recovered (SmolLM2's 93 MB wheel cannot travel)."""
     from sklearn_interp.intervention import read_activations
     from sklearn_interp.testing import tiny_causal_lm, zen_of_python
 
