@@ -30,7 +30,7 @@ from pathlib import Path
 from _common import format_table, quick_row, workload_name
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["snmf", "mp_sae", "local_id", "diffroar", "sdm", "consistency", "ccm", "sesa", "causal"]
+BENCHMARKS = ["snmf", "mp_sae", "local_id", "diffroar", "sdm", "consistency", "ccm", "sesa", "causal", "steering"]
 
 
 def run_device_tests(device, pytest_args):

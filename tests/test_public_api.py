@@ -10,6 +10,7 @@ import torch
 from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
 
 import sklearn_interp
+from sklearn_interp.evaluation import ConsistencyScorer
 from test_common import ARRAY_ESTIMATORS
 
 SUBPACKAGES = [
@@ -34,11 +35,11 @@ def _public_estimators():
 PUBLIC_ESTIMATORS = sorted(set(_public_estimators()), key=lambda cls: cls.__name__)
 
 # The exceptions the README names, with why: estimators that draw no random
-# numbers take no random_state; those whose work is a few forward passes of a
-# model someone else trained take no verbose; ConsistencyScorer computes in the
+# numbers take no random_state; those whose work is one pass over the data or a
+# few forward passes of a model someone else trained take no verbose; ConsistencyScorer computes in the
 # dtype of the model it scores.
-NO_RANDOM_STATE = {"TransformerActivations", "SentenceEmbeddings", "TorchModuleClassifier", "TorchPrototypeAdapter"}
-NO_VERBOSE = {"AttributionMasker", "ConsistencyScorer", "TorchModuleClassifier", "TorchPrototypeAdapter"}
+NO_RANDOM_STATE = {"DiffMeanDirections", "TransformerActivations", "SentenceEmbeddings", "TorchModuleClassifier", "TorchPrototypeAdapter"}
+NO_VERBOSE = {"AttributionMasker", "ConsistencyScorer", "DiffMeanDirections", "TorchModuleClassifier", "TorchPrototypeAdapter"}
 NO_DTYPE = {"ConsistencyScorer"}
 
 
@@ -46,6 +47,13 @@ def test_the_eight_methods_import_from_the_top_level():
     for name in THE_EIGHT:
         assert name in sklearn_interp.__all__
         assert issubclass(getattr(sklearn_interp, name), BaseEstimator)
+
+
+@pytest.mark.parametrize("name", THE_EIGHT)
+def test_each_of_the_eight_has_fit_transform_and_score(name):
+    cls = getattr(sklearn_interp, name)
+    for method in ("fit", "transform", "fit_transform", "score", "get_feature_names_out"):
+        assert callable(getattr(cls, method, None)), (name, method)
 
 
 @pytest.mark.parametrize("cls", PUBLIC_ESTIMATORS, ids=lambda cls: cls.__name__)
@@ -73,6 +81,8 @@ def test_a_tensor_in_gives_a_tensor_out_on_the_device(estimator, device):
         estimator.fit(X, y)
     tensor = torch.as_tensor(X, device=device)
     methods = [m for m in _TENSOR_METHODS if hasattr(estimator, m)]
+    if isinstance(estimator, ConsistencyScorer):
+        methods.remove("transform")  # needs part keypoints: test_consistency.py gives them and checks the tensor
     if is_regressor(estimator):
         methods.append("predict")
     for method in methods:

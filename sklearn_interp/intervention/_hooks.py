@@ -30,6 +30,9 @@ _DOWN_PROJECTIONS = (
     "mlp.dense_4h_to_h",  # GPT-NeoX, Pythia
     "ffn.lin2",  # DistilBERT
 )
+# The norm between the last block and the unembedding.
+_FINAL_NORMS = ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm", "model.final_layernorm",
+                "model.decoder.final_layer_norm")
 # The attention module of a block, whose output (first element) is the attention output.
 _ATTENTIONS = ("self_attn", "attn", "attention", "attention.output")
 
@@ -81,6 +84,35 @@ def site_module(model, layer, site):
         f"Could not find the {site} site in {type(block).__name__} (looked for {', '.join(paths)}); "
         f"use another of {', '.join(SITES)}."
     )
+
+
+def final_norm(model):
+    """The normalisation a causal LM applies to the residual stream before its unembedding."""
+    for path in _FINAL_NORMS:
+        module = _submodule(model, path)
+        if module is not None:
+            return module
+    raise ValueError(
+        f"Could not find the final norm of {type(model).__name__} (looked for {', '.join(_FINAL_NORMS)})."
+    )
+
+
+def to_residual(model, layer, site, directions):
+    """Directions at ``site`` as residual-stream directions: the MLP's through its down projection.
+
+    The attention output and the block output already live in the residual
+    stream. A direction maps through the projection's weight only: a bias
+    belongs to an activation, not to a direction.
+    """
+    if site != "mlp":
+        return directions
+    module, _ = site_module(model, layer, site)
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.ndim != 2:
+        raise ValueError(f"The MLP output module of block {layer} has no weight matrix to map directions through.")
+    # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out).
+    weight = weight if weight.shape[1] == directions.shape[-1] else weight.T
+    return directions.to(weight.dtype) @ weight.T
 
 
 def site_width(model, layer, site):
