@@ -502,3 +502,39 @@ def _fertility_zero_shot(seed):
 def test_zero_shot_on_unseen_countries_beats_the_last_value():
     ccm, last_value = _fertility_zero_shot(0)
     assert ccm < last_value
+
+
+# -- transform: the clustering a Pipeline passes on --------------------------------------------------------------
+
+
+@given(data=st.data())
+def test_transform_rows_are_distributions_over_clusters_per_channel(agnostic_model, data):
+    X = data.draw(channel_windows(lookback=LOOKBACK))
+    flat = agnostic_model.transform(X)
+    K = agnostic_model.n_clusters_
+    assert flat.shape == (X.shape[0], X.shape[2] * K)
+    per_channel = flat.reshape(X.shape[0], X.shape[2], K)
+    assert np.all(per_channel >= 0)
+    np.testing.assert_allclose(per_channel.sum(axis=2), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(per_channel, agnostic_model.cluster_proba(X))
+
+
+def test_transform_names_tensors_pipeline_and_pickle(windows, device):
+    import pickle
+
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    X, y, _ = windows
+    model = _small_model("linear", device=device).fit(X, y)
+    names = model.get_feature_names_out()
+    assert len(names) == X.shape[2] * 3 and names[0] == "channel0_cluster0" and names[4] == "channel1_cluster1"
+    frame = model.set_output(transform="pandas").transform(X[:5])
+    assert list(frame.columns) == list(names)
+    model.set_output(transform="default")
+    as_tensor = model.transform(torch.as_tensor(X[:5], device=device))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.device.type == torch.device(device).type
+    np.testing.assert_array_equal(as_tensor.cpu().numpy(), model.transform(X[:5]))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).transform(X[:5]), model.transform(X[:5]))
+    pipe = make_pipeline(_small_model("linear", device=device), PCA(2)).fit(X, y)
+    assert pipe.transform(X[:7]).shape == (7, 2)

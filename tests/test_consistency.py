@@ -701,3 +701,56 @@ def test_trained_network_learns_and_its_prototypes_land_on_parts():
     assert summary["accuracy"] >= 0.4
     assert summary["consistency"] >= 0.85
     assert summary["stability"] >= 0.95
+
+
+# -- transform: the hits behind the scores --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.6, 0.9])
+@pytest.mark.parametrize("half_size", [3, 5, 9])
+def test_consistency_recomputed_from_transform_equals_score(part_data, fitted, threshold, half_size):
+    X, y, locs = part_data
+    scorer = ConsistencyScorer(FrozenEstimator(fitted), half_size=half_size, threshold=threshold,
+                               part_names=PART_OBJECT_PARTS, device="cpu").fit(X, y)
+    hits = scorer.transform(X, locs)
+    n_prototypes, n_parts = len(fitted.prototype_class_), locs.shape[1]
+    assert hits.shape == (len(X), n_prototypes * n_parts) and set(np.unique(hits)) <= {0.0, 1.0}
+    cube = hits.reshape(len(X), n_prototypes, n_parts).astype(bool)
+    class_index = np.searchsorted(fitted.classes_, y)
+    expected = _oracle_consistency(cube, class_index, locs, fitted.prototype_class_, threshold)
+    assert expected == scorer.score(X, y, locs)
+    np.testing.assert_array_equal(cube, _hits({"maps": fitted.prototype_activation_maps(X), "part_locs": locs,
+                                               "input_size": (32, 32)}, half_size))
+    names = scorer.get_feature_names_out()
+    assert len(names) == hits.shape[1] and names[0] == f"prototype0_{PART_OBJECT_PARTS[0]}"
+    assert names[n_parts] == f"prototype1_{PART_OBJECT_PARTS[0]}"
+
+
+def test_transform_needs_keypoints_gives_tensors_and_pickles(part_data, fitted, device):
+    X, y, locs = part_data
+    scorer = ConsistencyScorer(FrozenEstimator(fitted), device=device).fit(X, y, part_locs=locs)
+    with pytest.raises(ValueError, match="part_locs .* is required .*metadata routing"):
+        scorer.transform(X)
+    with pytest.raises(ValueError, match="parts per image"):
+        scorer.transform(X, locs[:, :2])
+    on_array = scorer.transform(X[:10], locs[:10])
+    as_tensor = scorer.transform(torch.as_tensor(X[:10], device=device), locs[:10])
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.device.type == torch.device(device).type
+    np.testing.assert_array_equal(as_tensor.cpu().numpy(), on_array)
+    assert scorer.get_feature_names_out()[0] == "prototype0_part_0"  # parts counted from fit's part_locs
+    restored = pickle.loads(pickle.dumps(scorer))
+    np.testing.assert_array_equal(restored.transform(X[:10], locs[:10]), on_array)
+    frame = scorer.set_output(transform="pandas").transform(X[:10], locs[:10])
+    assert list(frame.columns) == list(scorer.get_feature_names_out())
+    scorer.set_output(transform="default")
+    unknown = ConsistencyScorer(FrozenEstimator(fitted), device=device).fit(X, y)
+    with pytest.raises(ValueError, match="number of parts is unknown"):
+        unknown.get_feature_names_out()
+
+
+def test_transform_routes_keypoints_through_a_pipeline(part_data, fitted):
+    X, y, locs = part_data
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = ConsistencyScorer(FrozenEstimator(fitted), device="cpu").set_transform_request(part_locs=True)
+        pipe = make_pipeline(scorer.set_fit_request(part_locs=True)).fit(X, y, part_locs=locs)
+        np.testing.assert_array_equal(pipe.transform(X, part_locs=locs), scorer.transform(X, locs))

@@ -35,7 +35,7 @@ from sklearn_interp.evaluation import (
 from sklearn_interp.evaluation._masking import _NEIGHBOUR_WEIGHTS, keep_mask, n_kept
 from sklearn_interp.neural_network import TorchMLPClassifier, TorchModuleClassifier
 from sklearn_interp.neural_network._mlp import _adversarial_examples
-from sklearn_interp.testing import attribution_problems
+from sklearn_interp.testing import assert_allclose_across_batches, attribution_problems
 
 BLOCKS = make_block_digits(random_state=0)
 
@@ -545,3 +545,72 @@ def test_no_leakage_warning_for_the_oracle():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _ridge_roar("oracle", (0.3,)).fit(BLOCKS.data, BLOCKS.target, signal_mask=BLOCKS.signal_mask)
+
+
+# ---------------------------------------------------------------------------
+# transform: the attributions DiffROAR ranks by
+# ---------------------------------------------------------------------------
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["input_gradient", "integrated_gradients", "smoothgrad", "random"]))
+def test_transform_equals_compute_attribution_on_the_explained_model(seed, attribution):
+    from sklearn_interp.evaluation._attribution import compute_attribution
+
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(BLOCKS.target), 200, replace=False)
+    X, y = BLOCKS.data[rows], BLOCKS.target[rows]
+    roar = DiffROAR(TorchMLPClassifier((8,), max_epochs=2, random_state=0, device="cpu"), attribution,
+                    fractions=(0.5,), leakage_check=False, random_state=int(seed % 1000), device="cpu").fit(X, y)
+    expected = compute_attribution(attribution, roar.estimators_[0], X[:50], random_state=_torch_seed(roar))
+    np.testing.assert_array_equal(roar.transform(X[:50]), expected)
+
+
+def _torch_seed(roar):
+    from sklearn_interp import _torch
+
+    return _torch.draw_seeds(roar.random_state)
+
+
+def test_transform_with_several_splits_is_the_mean_of_their_models_attributions():
+    from sklearn_interp.evaluation import input_gradient
+
+    roar = DiffROAR(TorchMLPClassifier((8,), max_epochs=2, random_state=0, device="cpu"), fractions=(0.5,), cv=3,
+                    leakage_check=False, random_state=0, device="cpu").fit(BLOCKS.data[:300], BLOCKS.target[:300])
+    per_model = [input_gradient(model, BLOCKS.data[300:340]) for model in roar.estimators_]
+    assert len(per_model) == 3 and not np.allclose(per_model[0], per_model[1])
+    # float32 gradients, computed in other batches: the float32 reordering tolerance.
+    assert_allclose_across_batches(roar.transform(BLOCKS.data[300:340]), np.mean(per_model, axis=0), dtype=np.float32)
+
+
+def _magnitude(estimator, X, y=None):
+    return np.abs(X)
+
+
+def test_transform_in_a_pipeline_with_names_tensors_and_the_oracle():
+    import pandas as pd
+
+    frame = pd.DataFrame(BLOCKS.data[:240], columns=[f"pixel{i}" for i in range(128)])
+    roar = _ridge_roar("oracle", (0.5,), leakage_check=False).set_output(transform="pandas")
+    scores = roar.fit_transform(frame, BLOCKS.target[:240], signal_mask=BLOCKS.signal_mask[:240])
+    assert list(scores.columns) == list(frame.columns)
+    np.testing.assert_array_equal(scores.to_numpy(), BLOCKS.signal_mask[:240].astype(np.float64))
+    with pytest.raises(ValueError, match="signal_mask"):
+        roar.transform(frame)
+    magnitude = _ridge_roar(_magnitude, (0.5,), leakage_check=False)
+    pipe = Pipeline([("attributions", magnitude), ("clf", RidgeClassifier())]).fit(BLOCKS.data[:240], BLOCKS.target[:240])
+    np.testing.assert_array_equal(pipe[:-1].transform(BLOCKS.data[240:260]), np.abs(BLOCKS.data[240:260]))
+    as_tensor = magnitude.transform(torch.from_numpy(BLOCKS.data[240:260]))
+    assert isinstance(as_tensor, torch.Tensor)
+    np.testing.assert_array_equal(as_tensor.numpy(), np.abs(BLOCKS.data[240:260]))
+    restored = pickle.loads(pickle.dumps(magnitude))
+    np.testing.assert_array_equal(restored.transform(BLOCKS.data[:5]), magnitude.transform(BLOCKS.data[:5]))
+
+
+def test_transform_runs_on_every_device(device):
+    from sklearn_interp.evaluation import input_gradient
+
+    roar = DiffROAR(TorchMLPClassifier((8,), max_epochs=2, random_state=0, device=device), fractions=(0.5,),
+                    leakage_check=False, random_state=0, device=device).fit(BLOCKS.data[:200], BLOCKS.target[:200])
+    tensor = roar.transform(torch.as_tensor(BLOCKS.data[:30], device=device))
+    assert isinstance(tensor, torch.Tensor) and tensor.device.type == torch.device(device).type
+    np.testing.assert_array_equal(tensor.cpu().numpy(), input_gradient(roar.estimators_[0], BLOCKS.data[:30]))

@@ -23,7 +23,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.metaestimators import available_if
@@ -553,9 +553,11 @@ class _ModelHits:
         self.X = _torch.to_tensor(X_model, device, self.dtype) if _torch.is_tensor(X_model) else X_model
         self.input_size = _input_size(self.model, X_model)
         self.part_locs = _check_part_locs(part_locs, X_model.shape[0], device)
-        self.y = _torch.to_tensor(_class_indices(self.model, y), device, torch.int64)
-        if self.y.shape[0] != X_model.shape[0]:
-            raise ValueError(f"y has {self.y.shape[0]} labels for {X_model.shape[0]} images.")
+        self.y = None  # transform needs no labels
+        if y is not None:
+            self.y = _torch.to_tensor(_class_indices(self.model, y), device, torch.int64)
+            if self.y.shape[0] != X_model.shape[0]:
+                raise ValueError(f"y has {self.y.shape[0]} labels for {X_model.shape[0]} images.")
         self.prototype_class = _torch.to_tensor(np.asarray(self.model.prototype_class_), device, torch.int64)
         self.half_size, self.batch_size = half_size, batch_size
         box_half_sizes(half_size, self.input_size)  # fail early on a bad half_size
@@ -751,7 +753,7 @@ def _estimator_has(attribute):
     return check
 
 
-class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
+class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     """Consistency and stability of a part-prototype model's explanations (Huang et al., 2023).
 
     Wraps a part-prototype classifier (anything with ``classes_``,
@@ -760,7 +762,9 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
     fits it (a ``FrozenEstimator`` is taken as it is); ``score`` is the
     part consistency of its prototypes on part-annotated images,
     ``stability_score`` their stability under small input noise, and
-    ``evaluate`` the per-prototype table behind both.
+    ``evaluate`` the per-prototype table behind both. ``transform`` gives
+    the hits behind them, image by image: which visible parts fall in each
+    prototype's activated box.
 
     For each prototype p of class c, the activated box on an image is the
     square of half-size ``half_size`` around the peak of p's bicubically
@@ -810,6 +814,12 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
         The wrapped model's, when it has one.
+    n_prototypes_ : int
+        Prototypes of the wrapped model.
+    n_parts_ : int or None
+        Parts per image: from ``part_names``, or from the ``part_locs``
+        given to ``fit``; ``None`` when neither was given (then
+        :meth:`get_feature_names_out` needs them).
     results_ : pandas.DataFrame
         Set by :meth:`evaluate`: one row per prototype (``prototype``,
         ``class``, ``n_images``, ``best_part``, ``best_part_name``,
@@ -912,6 +922,12 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
         model, _ = _protocol_model(self.estimator_, X[:1] if hasattr(X, "shape") else X)
         self.classes_ = np.asarray(model.classes_)
+        self.n_prototypes_ = len(model.prototype_class_)
+        self.n_parts_ = None
+        if self.part_names is not None:
+            self.n_parts_ = len(self.part_names)
+        elif part_locs is not None:
+            self.n_parts_ = int(np.shape(part_locs)[1])
         if hasattr(self.estimator_, "n_features_in_"):
             self.n_features_in_ = self.estimator_.n_features_in_
         return self
@@ -926,12 +942,15 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
         )
         return consistency, stability
 
-    def _model_hits(self, X, y, part_locs):
+    def _model_hits(self, X, y, part_locs, what="score part prototypes"):
         check_is_fitted(self)
         if hasattr(self, "n_features_in_") and hasattr(X, "shape") and len(X.shape) > 1:
             _check_n_features(self, X, reset=False)
         if part_locs is None:
-            raise ValueError("part_locs (n_images, n_parts, 3) is required to score part prototypes.")
+            raise ValueError(
+                f"part_locs (n_images, n_parts, 3) is required to {what}. In a Pipeline or a search, turn on "
+                "metadata routing (sklearn.set_config(enable_metadata_routing=True)) and route part_locs to it."
+            )
         return _ModelHits(self.estimator_, X, y, part_locs, half_size=self.half_size, batch_size=self.batch_size,
                           device=_torch.resolve_device(self.device))
 
@@ -1010,6 +1029,77 @@ class ConsistencyScorer(MetaEstimatorMixin, BaseEstimator):
             }
         )
         return self.results_
+
+    def transform(self, X, part_locs=None):
+        """Which visible parts lie in each prototype's activated box, image by image.
+
+        The hits behind :meth:`score` and :meth:`stability_score`: for image
+        ``i``, prototype ``p`` and part ``j``, 1 when part ``j`` is visible
+        in image ``i`` and lies in the box of half-size ``half_size`` around
+        the peak of ``p``'s upsampled activation map, else 0. The columns
+        run prototype-major (column ``p · n_parts + j``; names
+        ``prototype{p}_{part}`` from :meth:`get_feature_names_out`). The
+        consistency of prototype ``p`` of class ``c`` is then, for the
+        class-``c`` images, the largest over parts of (hits of the part) /
+        (images where it is visible), at least ``threshold``; ``score`` is
+        the share of consistent prototypes (``tests/test_consistency.py``
+        recomputes it so).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, C, H, W) or (n_samples, n_features)
+        part_locs : array-like of shape (n_samples, n_parts, 3)
+            ``(x, y, visible)`` in input pixels; required (in a Pipeline,
+            routed with ``set_transform_request(part_locs=True)``).
+
+        Returns
+        -------
+        hits : ndarray or torch.Tensor of shape (n_samples, n_prototypes * n_parts), float
+            A tensor on the scorer's device for a tensor ``X``.
+        """
+        model_hits = self._model_hits(X, None, part_locs, what="find the parts in each prototype's box")
+        if self.n_parts_ is not None and model_hits.part_locs.shape[1] != self.n_parts_:
+            raise ValueError(f"part_locs has {model_hits.part_locs.shape[1]} parts per image; fit saw {self.n_parts_}.")
+        hits = model_hits.hits()
+        flat = hits.reshape(hits.shape[0], -1).to(model_hits.dtype)
+        return _torch.to_output(flat, _torch.is_tensor(X))
+
+    def fit_transform(self, X, y, part_locs=None, **fit_params):
+        """``fit(X, y, part_locs, **fit_params)``, then :meth:`transform` of the same images.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, C, H, W) or (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        part_locs : array-like of shape (n_samples, n_parts, 3)
+        **fit_params : dict
+            Passed to the model's ``fit``.
+
+        Returns
+        -------
+        hits : ndarray of shape (n_samples, n_prototypes * n_parts)
+        """
+        return self.fit(X, y, part_locs=part_locs, **fit_params).transform(X, part_locs=part_locs)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of :meth:`transform`'s columns: ``prototype{p}_{part}``, prototype-major.
+
+        Parameters
+        ----------
+        input_features : Ignored
+            The input is images.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects of shape (n_prototypes_ * n_parts_,)
+        """
+        check_is_fitted(self)
+        if self.n_parts_ is None:
+            raise ValueError(
+                "The number of parts is unknown: give part_names to the constructor or part_locs to fit."
+            )
+        names = [f"part_{j}" for j in range(self.n_parts_)] if self.part_names is None else list(self.part_names)
+        return np.asarray([f"prototype{p}_{name}" for p in range(self.n_prototypes_) for name in names], dtype=object)
 
     @available_if(_estimator_has("predict"))
     def predict(self, X):

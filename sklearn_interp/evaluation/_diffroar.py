@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.base import (
+    BaseEstimator, MetaEstimatorMixin, OneToOneFeatureMixin, TransformerMixin, _fit_context, clone,
+)
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedShuffleSplit, check_cv
 from sklearn.utils import check_random_state
@@ -77,7 +79,7 @@ def _leakage_flags(curve, chance):
     return (margin > 0) & (curve["leakage_top"] > threshold) & (curve["leakage_bottom"] > threshold)
 
 
-class DiffROAR(MetaEstimatorMixin, BaseEstimator):
+class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     """Retrain on the top- and bottom-attributed features: does the attribution rank the signal first?
 
     For every split of ``cv`` into retraining and held-out rows, ``fit``
@@ -91,6 +93,12 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
     2021): positive when the attribution puts discriminative features first,
     about 0 for a random ranking, negative when the least-attributed
     features are the more predictive.
+
+    ``transform`` gives what DiffROAR scores: the attributions of the
+    explained model for every row, shape ``(n_samples, n_features)``, so a
+    Pipeline can pass them on and a user can look at them.
+    :class:`AttributionMasker` turns such attributions into masked rows
+    (keeping the top or bottom ``k``), and ``score`` retrains on those.
 
     With ``leakage_check``, a ``leakage_estimator`` is also trained on the
     0/1 keep pattern alone. Where it predicts the class about as well as the
@@ -506,12 +514,7 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
-        signal_mask = self._checked_signal_mask(signal_mask, X.shape)
-        seed = _torch.draw_seeds(self.random_state)
-        scores = [
-            compute_attribution(self.attribution, explained, X, y, signal_mask=signal_mask, random_state=seed)
-            for explained in self.estimators_
-        ]
+        scores = self._split_attributions(X, y, signal_mask)
         accuracy = {}
         for (split, fraction, side), masker in self.maskers_.items():
             X_masked = masker.transform(X, attributions=scores[split])
@@ -528,6 +531,62 @@ class DiffROAR(MetaEstimatorMixin, BaseEstimator):
         curve = pd.DataFrame(rows)
         curve["diffroar"] = curve["accuracy_top"] - curve["accuracy_bottom"]
         return curve
+
+    def _split_attributions(self, X, y, signal_mask):
+        """The attributions of every split's explained model for the rows of validated ``X``.
+
+        One seed (from ``random_state``) for every call, so that the random
+        and SmoothGrad attributions of ``score`` and ``transform`` agree.
+        """
+        signal_mask = self._checked_signal_mask(signal_mask, X.shape)
+        seed = _torch.draw_seeds(self.random_state)
+        return [
+            compute_attribution(self.attribution, explained, X, y, signal_mask=signal_mask, random_state=seed)
+            for explained in self.estimators_
+        ]
+
+    def transform(self, X, signal_mask=None):
+        """The explained model's attributions for every row: what DiffROAR ranks the features by.
+
+        The scores of ``attribution`` (larger = more important) from the
+        explained model of ``fit``, for its predicted class; with several
+        ``cv`` splits, the mean over the splits' models (with one split, the
+        default, that model's own). ``score`` masks every row by these same
+        scores (each split by its model's) before testing the retrained
+        models; :class:`AttributionMasker` does the masking step alone.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        signal_mask : array-like of bool, shape (n_samples, n_features), default=None
+            Needed by ``attribution="oracle"`` (whose scores it is).
+
+        Returns
+        -------
+        attributions : ndarray or torch.Tensor of shape (n_samples, n_features), float64
+            Columns named as the input's by ``get_feature_names_out``; a
+            tensor on the estimator's device for a tensor ``X``.
+        """
+        check_is_fitted(self)
+        as_tensor = _torch.is_tensor(X)
+        X = validate_data(self, _torch.as_numpy(X) if as_tensor else X, reset=False, dtype=[np.float64, np.float32])
+        scores = np.mean(self._split_attributions(X, None, signal_mask), axis=0)
+        return torch.as_tensor(scores, device=_torch.resolve_device(self.device)) if as_tensor else scores
+
+    def fit_transform(self, X, y, signal_mask=None):
+        """``fit(X, y, signal_mask)`` then ``transform(X, signal_mask)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        signal_mask : array-like of bool, shape (n_samples, n_features), default=None
+
+        Returns
+        -------
+        attributions : ndarray of shape (n_samples, n_features)
+        """
+        return self.fit(X, y, signal_mask=signal_mask).transform(X, signal_mask=signal_mask)
 
     # -- plotting ------------------------------------------------------------------
     def plot(self, ax=None, *, label=None, **kwargs):

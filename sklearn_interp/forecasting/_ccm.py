@@ -40,7 +40,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.dataset import Dataset
 from skorch.utils import noop
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
@@ -497,7 +497,7 @@ def make_windows(series, lookback, horizon, stride=1):
 # ---------------------------------------------------------------------------
 
 
-class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimator):
+class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorMixin, BaseEstimator):
     """Multichannel forecaster whose heads are shared by learned channel clusters (CCM).
 
     Each channel of a lookback window is embedded by a linear map, compared
@@ -956,6 +956,63 @@ class ChannelClusterForecaster(TorchEstimatorMixin, RegressorMixin, BaseEstimato
         """
         _, proba, as_tensor = self._outputs(X)
         return _torch.to_output(proba, as_tensor)
+
+    def transform(self, X):
+        """Every window's channel-to-cluster assignment probabilities, one column per (channel, cluster).
+
+        :meth:`cluster_proba` flattened to two dimensions, channel-major:
+        column ``c · n_clusters_ + k`` is the probability that channel ``c``
+        of the window belongs to cluster ``k`` (named ``channel{c}_cluster{k}``
+        by :meth:`get_feature_names_out`). The assignment probabilities rather
+        than the channel embeddings, because they are what the method learns
+        to explain (which channels share a head) and keep their meaning from
+        one model to the next, where an embedding's axes do not.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_windows, lookback, n_channels) or (n_windows, lookback)
+
+        Returns
+        -------
+        proba : ndarray or torch.Tensor of shape (n_windows, n_channels * n_clusters_)
+            Each channel's ``n_clusters_`` consecutive columns sum to 1. A
+            tensor on the estimator's device for a tensor input.
+        """
+        _, proba, as_tensor = self._outputs(X)
+        return _torch.to_output(proba.reshape(proba.shape[0], -1), as_tensor)
+
+    def fit_transform(self, X, y):
+        """``fit(X, y)``, then :meth:`transform` of the same windows.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_windows, lookback, n_channels) or (n_windows, lookback)
+        y : array-like or torch.Tensor
+            Targets in any layout ``fit`` accepts.
+
+        Returns
+        -------
+        proba : ndarray or torch.Tensor of shape (n_windows, n_channels * n_clusters_)
+        """
+        return self.fit(X, y).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of :meth:`transform`'s columns for the training channels: ``channel{c}_cluster{k}``.
+
+        Parameters
+        ----------
+        input_features : Ignored
+            The columns of a window are time steps, not named features.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects of shape (n_channels_in_ * n_clusters_,)
+        """
+        check_is_fitted(self, "n_clusters_")
+        return np.asarray(
+            [f"channel{c}_cluster{k}" for c in range(self.n_channels_in_) for k in range(self.n_clusters_)],
+            dtype=object,
+        )
 
     def forecast(self, context):
         """Forecast the ``horizon_`` steps after one context.
