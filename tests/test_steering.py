@@ -284,7 +284,9 @@ def test_top_contexts_keep_each_context_once_strongest_first():
 @pytest.mark.parametrize("word", ["better", "is", "never", "the"])
 def test_concept_detection_finds_a_planted_token_direction(word):
     """With weights of std 0.02 block 0's output is mostly the token embedding: a word's embedding detects it."""
-        model, tokenizer = tiny_causal_lm(n_layers=2, init_std=0.02, random_state=0)
+    import re
+
+    model, tokenizer = tiny_causal_lm(n_layers=2, init_std=0.02, random_state=0)
     lines = [line.lower() for line in zen_of_python()]
     positives = [line for line in lines if word in re.findall(r"\w+", line)]
     negatives = [line for line in lines if word not in re.findall(r"\w+", line)]
@@ -314,3 +316,33 @@ def test_concept_detection_against_a_numpy_oracle(lm):
         labels = [1] * len(positives[d]) + [0] * len(negatives)
         assert result["auc"][d] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
         np.testing.assert_allclose(result["positive_mean"][d], np.mean(scores[: len(positives[d])]), rtol=1e-5)
+
+
+# -- the benchmark's verdict -----------------------------------------------------------------------------------
+
+
+def _features_table(snmf_scores, other_scores):
+    import pandas as pd
+
+    rows = []
+    for method in ("SNMF", "MP-SAE", "TopK", "DiffMean", "random"):
+        scores = snmf_scores if method == "SNMF" else other_scores
+        for direction, score in enumerate(scores):
+            rows.append({"method": method, "seed": 0, "direction": direction, "kl_target": 0.1, "sign": 1,
+                         "score": score})
+    return pd.DataFrame(rows)
+
+
+def test_the_benchmark_verdict_needs_a_difference_beyond_two_standard_errors():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_steering import verdict
+
+    rng = np.random.default_rng(0)
+    clear = verdict(_features_table(1.5 + 0.1 * rng.normal(size=16), 0.5 + 0.1 * rng.normal(size=16)))
+    assert "3 of 3 comparisons" in clear and "claim holds" in clear
+    assert "(better), MP-SAE +0.000 (tied)" in clear  # SNMF above the random floor, the others on it
+    noisy = verdict(_features_table(0.6 + 0.5 * rng.normal(size=16), 0.5 + 0.5 * rng.normal(size=16)))
+    assert "does not hold" in noisy and "tied in 3" in noisy
