@@ -72,7 +72,7 @@ class DiffMeanDirections(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, T
         the concept's rows are from the others.
     class_counts_ : ndarray of shape (n_classes,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Defined when ``X`` has string column names.
 
     See Also

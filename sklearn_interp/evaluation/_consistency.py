@@ -1091,7 +1091,7 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
 
         Returns
         -------
-        feature_names_out : ndarray of str objects of shape (n_prototypes_ * n_parts_,)
+        feature_names_out : ndarray of str objects of shape (n_prototypes * n_parts,)
         """
         check_is_fitted(self)
         if self.n_parts_ is None:

@@ -974,7 +974,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
 
         Returns
         -------
-        proba : ndarray or torch.Tensor of shape (n_windows, n_channels * n_clusters_)
+        proba : ndarray or torch.Tensor of shape (n_windows, n_channels * n_clusters)
             Each channel's ``n_clusters_`` consecutive columns sum to 1. A
             tensor on the estimator's device for a tensor input.
         """
@@ -992,7 +992,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
 
         Returns
         -------
-        proba : ndarray or torch.Tensor of shape (n_windows, n_channels * n_clusters_)
+        proba : ndarray or torch.Tensor of shape (n_windows, n_channels * n_clusters)
         """
         return self.fit(X, y).transform(X)
 
@@ -1006,7 +1006,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
 
         Returns
         -------
-        feature_names_out : ndarray of str objects of shape (n_channels_in_ * n_clusters_,)
+        feature_names_out : ndarray of str objects of shape (n_channels * n_clusters,)
         """
         check_is_fitted(self, "n_clusters_")
         return np.asarray(
