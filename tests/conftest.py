@@ -28,10 +28,14 @@ DEVICES = [
 
 # Under pytest-xdist every worker has a core of its own: one torch thread
 # each, instead of every worker's thread pool competing for every core.
+# The README blocks run in fresh interpreters, which read OMP_NUM_THREADS: one
+# thread there too, or their two spinning threads and the other worker's fight
+# over the two cores (measured: the suite took 11.3 min instead of under 10).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 # Tests that read MiniLM need the 'llm' extra (transformers and the packaged

@@ -9,8 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from .. import _torch
 from ..base import _top_rows
-from ._hooks import LayerReached, read_sites
-from ._metrics import _check_texts, _language_model, _token_batches
+from ._metrics import _check_texts, _language_model, site_batches
 from ._steering import _unit_directions
 
 
@@ -64,17 +63,9 @@ def top_contexts(scores, contexts, *, n_top=25, strip_marks=True):
 def _max_cosines(network, tokenizer, texts, layer, site, units, batch_size, max_length):
     """For every text and direction, the largest cosine between the direction and a token's activation."""
     rows = []
-    with torch.no_grad():
-        for batch in _token_batches(network, tokenizer, texts, batch_size, max_length):
-            with read_sites(network, [layer], site) as captured:
-                try:
-                    network(**batch)
-                except LayerReached:
-                    pass
-            activation = captured[layer][0]
-            cosines = torch.nn.functional.normalize(activation.to(units.dtype), dim=-1) @ units.T
-            padding = ~batch["attention_mask"].bool()
-            rows.append(cosines.masked_fill(padding[..., None], -torch.inf).amax(dim=1))
+    for activation, mask in site_batches(network, tokenizer, texts, layer, site, batch_size, max_length):
+        cosines = torch.nn.functional.normalize(activation.to(units.dtype), dim=-1) @ units.T
+        rows.append(cosines.masked_fill(~mask[..., None], -torch.inf).amax(dim=1))
     return _torch.to_numpy(torch.cat(rows)).astype(np.float64)
 
 

@@ -221,7 +221,17 @@ def read_activations(model, texts, *, layer, site, batch_size=8, max_length=128)
     """
     network, tokenizer = _language_model(model, "auto")
     texts = _check_texts(texts)
-    rows = []
+    rows = [activation[mask] for activation, mask in site_batches(network, tokenizer, texts, layer, site, batch_size,
+                                                                  max_length)]
+    return _torch.to_numpy(torch.cat(rows))
+
+
+def site_batches(network, tokenizer, texts, layer, site, batch_size, max_length):
+    """``(activation, attention_mask)`` at ``(layer, site)`` for each batch of texts; the forward stops after the block.
+
+    ``activation`` is (batch, positions, width) with padding positions
+    included; ``attention_mask`` (bool) says which are real tokens.
+    """
     with torch.no_grad():
         for encoded in _token_batches(network, tokenizer, texts, batch_size, max_length):
             with read_sites(network, [layer], site) as captured:
@@ -229,8 +239,7 @@ def read_activations(model, texts, *, layer, site, batch_size=8, max_length=128)
                     network(**encoded)
                 except LayerReached:
                     pass
-            rows.append(captured[layer][0][encoded["attention_mask"].bool()])
-    return _torch.to_numpy(torch.cat(rows))
+            yield captured[layer][0], encoded["attention_mask"].bool()
 
 
 def loss_recovered_scorer(estimator, X, y=None):
