@@ -142,6 +142,10 @@ def test_a_zero_step_gives_the_unsteered_continuations(lm):
     moved, _ = sample_continuations(model, tokenizer, 1, "mlp", directions, np.full(3, 40.0), n_samples=2,
                                     **sampling)
     assert moved != unsteered
+    with pytest.raises(ValueError, match="give the directions too"):
+        sample_continuations(model, tokenizer, 1, "mlp", alphas=np.zeros(3), n_samples=2, **sampling)
+    with pytest.raises(ValueError, match="Give alphas"):
+        sample_continuations(model, tokenizer, 1, "mlp", directions, n_samples=2, **sampling)
 
 
 def test_the_same_seed_gives_the_same_continuations(lm):

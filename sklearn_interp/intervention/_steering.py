@@ -306,6 +306,8 @@ def sample_continuations(
     device, _ = _model_device_dtype(model)
     units = row_alphas = None
     n_rows = n_samples
+    if directions is None and alphas is not None:
+        raise ValueError("alphas= steps along directions=; give the directions too, or neither for unsteered text.")
     if directions is not None:
         units = _unit_directions(model, layer, site, directions)
         if alphas is None:
