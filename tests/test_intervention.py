@@ -307,7 +307,6 @@ def test_bad_input_gets_a_clear_error(lm):
 # -- the real SmolLM2-135M ---------------------------------------------------------------------------------------
 
 
-
 @pytest.mark.slow
 @requires_smollm2
 def test_smollm2_completes_the_capital_of_france():

@@ -135,7 +135,7 @@ class DiffMeanDirections(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, T
                 "give the concept of every row."
             )
         X_t, _ = self._validate_tensor(X, reset=True, ensure_min_samples=2)
-        y = np.asarray(_torch.to_numpy(y) if _torch.is_tensor(y) else y)
+        y = _torch.as_numpy(y)
         if y.ndim != 1 or y.shape[0] != X_t.shape[0]:
             raise ValueError(f"y must have one label per row of X ({X_t.shape[0]}), got shape {y.shape}.")
         check_classification_targets(y)
