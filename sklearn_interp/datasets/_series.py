@@ -14,7 +14,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 # macrodata's series that are levels (made stationary as 100·Δlog, the
 # quarterly growth rate in percent) and those that are already rates (Δ).
@@ -124,35 +124,88 @@ def load_elnino(*, as_channels=False):
     return pd.DataFrame({"sst": values}, index=index)
 
 
+_DRIVERS = ("ar", "sine", "square", "random_walk")
+
+
+def _group_driver(kind, n_steps, period, rng):
+    """One group's latent driver of unit scale: ``kind`` is one of ``_DRIVERS``."""
+    time = np.arange(n_steps)
+    phase = rng.uniform(0, 2 * np.pi)
+    if kind == "random_walk":
+        walk = np.cumsum(rng.normal(size=n_steps))
+        return (walk - walk.mean()) / walk.std()
+    if kind == "square":
+        return np.sign(np.sin(2 * np.pi * time / period + phase) + 1e-12)
+    if kind == "sine":
+        return np.sin(2 * np.pi * time / period + phase)
+    # AR(2) with roots 0.9·exp(±2πi/period): a noisy oscillation at that period, on top of the sinusoid.
+    phi1, phi2 = 2 * 0.9 * np.cos(2 * np.pi / period), -(0.9**2)
+    shocks = rng.normal(size=n_steps + 100)
+    ar = np.zeros(n_steps + 100)
+    for t in range(2, n_steps + 100):
+        ar[t] = phi1 * ar[t - 1] + phi2 * ar[t - 2] + shocks[t]
+    ar = ar[100:] / ar[100:].std()
+    return np.sin(2 * np.pi * time / period + phase) + 0.5 * ar
+
+
+def _group_labels(n_channels, n_groups, group_sizes):
+    if group_sizes is None:
+        if n_groups > n_channels:
+            raise ValueError(f"n_groups={n_groups} exceeds n_channels={n_channels}.")
+        return np.arange(n_channels) % n_groups
+    sizes = np.asarray(group_sizes)
+    if sizes.ndim != 1 or sizes.size != n_groups or np.any(sizes < 1) or sizes.sum() != n_channels:
+        raise ValueError(
+            f"group_sizes={list(group_sizes)} must hold n_groups={n_groups} positive sizes summing to "
+            f"n_channels={n_channels}."
+        )
+    return np.repeat(np.arange(n_groups), sizes)
+
+
 @validate_params(
     {
         "n_steps": [Interval(Integral, 8, None, closed="left")],
         "n_channels": [Interval(Integral, 1, None, closed="left")],
         "n_groups": [Interval(Integral, 1, None, closed="left")],
         "noise": [Interval(Real, 0, None, closed="left")],
+        "drivers": [StrOptions({"ar", "mixed"}), list, tuple],
+        "group_sizes": ["array-like", None],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
-def make_channel_groups(n_steps=1000, n_channels=21, n_groups=3, *, noise=0.3, random_state=None):
-    """Channels in planted groups, each group driven by its own seasonal AR(2) signal.
+def make_channel_groups(
+    n_steps=1000, n_channels=21, n_groups=3, *, noise=0.3, drivers="ar", group_sizes=None, random_state=None
+):
+    """Channels in planted groups, each group driven by its own latent signal.
 
-    Group ``g`` has a latent driver: a sinusoid of its own period plus a
-    stationary AR(2) process whose roots resonate at that period. Each
-    channel is ``gain · driver + offset + noise · ε`` with a positive gain in
-    [0.5, 2], an offset in [−2, 2] and white noise, so after per-channel
-    normalisation the channels of a group look alike and the groups differ.
-    It is the ground truth for recovering channel clusters.
+    Each channel is ``gain · driver + offset + noise · ε`` with a positive
+    gain in [0.5, 2], an offset in [−2, 2] and white noise, so after
+    per-channel normalisation the channels of a group look alike and the
+    groups differ. It is the ground truth for recovering channel clusters.
 
     Parameters
     ----------
     n_steps : int, default=1000
     n_channels : int, default=21
     n_groups : int, default=3
-        At most ``n_channels``; channels are dealt to groups in turn.
+        At most ``n_channels``.
     noise : float, default=0.3
-        Standard deviation of the per-channel white noise (the driver has
+        Standard deviation of the per-channel white noise (every driver has
         unit scale).
+    drivers : {"ar", "mixed"} or sequence of str, default="ar"
+        The kind of each group's driver:
+
+        - ``"ar"``: every group a sinusoid of its own period (7, 12, 19, 30,
+          48 steps, then 10 % longer) plus a stationary AR(2) process that
+          resonates at that period;
+        - ``"mixed"``: the groups cycle through a sine, a square wave and a
+          random walk (periods as above);
+        - a sequence of ``"ar"``, ``"sine"``, ``"square"`` or
+          ``"random_walk"``, one per group.
+    group_sizes : array-like of int, default=None
+        The number of channels of every group, in group order; ``None`` deals
+        the channels to the groups in turn.
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -167,26 +220,27 @@ def make_channel_groups(n_steps=1000, n_channels=21, n_groups=3, *, noise=0.3, r
     >>> series, groups = make_channel_groups(200, 6, 2, random_state=0)
     >>> series.shape, groups.tolist()
     ((200, 6), [0, 1, 0, 1, 0, 1])
+    >>> _, groups = make_channel_groups(200, 5, 2, drivers=["square", "random_walk"], group_sizes=[1, 4])
+    >>> groups.tolist()
+    [0, 1, 1, 1, 1]
     """
-    if n_groups > n_channels:
-        raise ValueError(f"n_groups={n_groups} exceeds n_channels={n_channels}.")
+    groups = _group_labels(n_channels, n_groups, group_sizes)
+    if isinstance(drivers, str):
+        kinds = ["ar"] * n_groups if drivers == "ar" else [("sine", "square", "random_walk")[g % 3] for g in range(n_groups)]
+    else:
+        kinds = list(drivers)
+        unknown = sorted(set(kinds) - set(_DRIVERS))
+        if len(kinds) != n_groups or unknown:
+            raise ValueError(
+                f"drivers must name one of {_DRIVERS} for each of the {n_groups} groups, got {kinds}."
+            )
     rng = check_random_state(random_state)
     periods = np.array([7.0, 12.0, 19.0, 30.0, 48.0])
-    time = np.arange(n_steps)
-    drivers = np.empty((n_steps, n_groups))
-    for group in range(n_groups):
+    drivers_ = np.empty((n_steps, n_groups))
+    for group, kind in enumerate(kinds):
         period = periods[group % periods.size] * (1.0 + 0.1 * (group // periods.size))
-        # AR(2) with roots 0.9·exp(±2πi/period): a noisy oscillation at that period.
-        phi1, phi2 = 2 * 0.9 * np.cos(2 * np.pi / period), -(0.9**2)
-        shocks = rng.normal(size=n_steps + 100)
-        ar = np.zeros(n_steps + 100)
-        for t in range(2, n_steps + 100):
-            ar[t] = phi1 * ar[t - 1] + phi2 * ar[t - 2] + shocks[t]
-        ar = ar[100:] / ar[100:].std()
-        phase = rng.uniform(0, 2 * np.pi)
-        drivers[:, group] = np.sin(2 * np.pi * time / period + phase) + 0.5 * ar
-    groups = np.arange(n_channels) % n_groups
+        drivers_[:, group] = _group_driver(kind, n_steps, period, rng)
     gains = rng.uniform(0.5, 2.0, size=n_channels)
     offsets = rng.uniform(-2.0, 2.0, size=n_channels)
-    series = drivers[:, groups] * gains + offsets + noise * rng.normal(size=(n_steps, n_channels))
+    series = drivers_[:, groups] * gains + offsets + noise * rng.normal(size=(n_steps, n_channels))
     return series, groups
