@@ -25,10 +25,11 @@ measured on planted channel groups (``benchmarks/bench_ccm.py --sweep``):
   both); both are weighted as the paper writes them (``β`` times a sum over
   channel pairs), ``cluster_loss_reduction="mean"`` divides by the number of
   terms;
-* the assigner embeds each channel's amplitude spectrum
-  (``channel_features="spectrum"``): the paper's MLP on the raw window sees a
-  periodic channel turn as the window's phase moves, so the same channel
-  went to different clusters in different windows;
+* the assigner embeds each channel's amplitude spectrum and its trend
+  (``channel_features="spectrum_trend"``): the paper's MLP on the raw window
+  sees a periodic channel turn as the window's phase moves, so the same
+  channel went to different clusters in different windows, and the spectrum
+  alone cannot tell a rising trend from a falling one;
 * a cluster that no channel holds, or whose prototype duplicates another,
   is re-seeded on the channel embedding the prototypes fit worst (the
   k-means remedy for dead clusters), instead of keeping fewer clusters
@@ -106,15 +107,24 @@ def _moving_average(windows, kernel):
 
 
 def _channel_features(shapes, kind):
-    """What the assigner embeds: the shapes themselves (the paper) or their amplitude spectra.
+    """What the assigner embeds: the shapes themselves (the paper), their amplitude spectra, or spectra and trend.
 
     The amplitude spectrum ``|rfft(x)| / √L`` does not change when a periodic
     channel's window starts at another phase, so every window of a channel
-    can land on the same prototype.
+    can land on the same prototype. It is also blind to a window's direction
+    (a rising and a falling trend have the same spectrum); ``"spectrum_trend"``
+    appends the correlation of each window with time, times ``√L``.
     """
     if kind == "window":
         return shapes
-    return torch.fft.rfft(shapes, dim=-1).abs() / math.sqrt(shapes.shape[-1])
+    n_steps = shapes.shape[-1]
+    spectrum = torch.fft.rfft(shapes, dim=-1).abs() / math.sqrt(n_steps)
+    if kind == "spectrum":
+        return spectrum
+    time = torch.arange(n_steps, dtype=shapes.dtype, device=shapes.device)
+    time = (time - time.mean()) / time.std(unbiased=False).clamp_min(torch.finfo(shapes.dtype).tiny)
+    trend = (shapes * time).mean(dim=-1, keepdim=True) * math.sqrt(n_steps)
+    return torch.cat([spectrum, trend], dim=-1)
 
 
 def rbf_channel_similarity(windows):
@@ -350,7 +360,9 @@ class _ChannelClusterNetwork(torch.nn.Module):
         def linear(n_in, n_out):
             return init_layer_(torch.nn.Linear(n_in, n_out, **factory), generator)
 
-        n_features = lookback // 2 + 1 if channel_features == "spectrum" else lookback
+        n_features = {"window": lookback, "spectrum": lookback // 2 + 1, "spectrum_trend": lookback // 2 + 2}[
+            channel_features
+        ]
         if assigner == "linear":
             self.assigner = linear(n_features, embed_dim)
         else:
@@ -723,14 +735,15 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         normalisation a linear embedding of a periodic channel turns around
         the origin as the window's phase changes, so no one prototype
         direction can hold every window of that channel.
-    channel_features : {"spectrum", "window"}, default="spectrum"
-        What the assigner embeds: the amplitude spectrum of each
-        instance-normalised channel, which a shift of the window's phase
-        leaves unchanged, or the normalised window itself (the paper). The
-        spectrum recovered planted groups in every benchmark setting where
-        the raw window blurred them; but a trend has the same spectrum rising
-        as falling, so for short windows of trends (10-year fertility
-        windows) ``"window"`` forecasts unseen channels better.
+    channel_features : {"spectrum_trend", "spectrum", "window"}, default="spectrum_trend"
+        What the assigner embeds from each instance-normalised channel:
+        its amplitude spectrum, which a shift of the window's phase leaves
+        unchanged, and its correlation with time (the trend's direction,
+        which the spectrum cannot see); the spectrum alone; or the
+        normalised window itself (the paper). The spectrum recovered planted
+        groups in every benchmark setting where the raw window blurred them;
+        with the spectrum alone, zero-shot forecasts of 10-year fertility
+        windows lost 22 % against the base model.
     embed_dim : int, default=64
         Size of the channel and prototype embeddings.
     hidden_size : int, default=64
@@ -846,7 +859,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         "cluster_loss": [StrOptions({"paper", "normalized"}), None],
         "cluster_loss_reduction": [StrOptions({"sum", "mean"})],
         "assigner": [StrOptions({"mlp", "linear"})],
-        "channel_features": [StrOptions({"spectrum", "window"})],
+        "channel_features": [StrOptions({"spectrum", "spectrum_trend", "window"})],
         "embed_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
@@ -875,7 +888,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         cluster_loss="normalized",
         cluster_loss_reduction="sum",
         assigner="mlp",
-        channel_features="spectrum",
+        channel_features="spectrum_trend",
         embed_dim=64,
         hidden_size=64,
         n_blocks=2,
