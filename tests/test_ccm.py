@@ -357,23 +357,19 @@ def test_trend_feature_tells_a_rising_window_from_a_falling_one(data):
     assert expected > 0
 
 
-@given(data=st.data())
-def test_without_revin_the_assignment_still_ignores_gains_and_offsets(data):
+@pytest.fixture(scope="module")
+def no_revin_windows_and_model():
     X, y, _ = _grouped_windows(n_steps=120)
-    model = _no_revin_model(X, y)
+    return X, _small_model("linear", revin=False).fit(X, y)
+
+
+@given(data=st.data())
+def test_without_revin_the_assignment_still_ignores_gains_and_offsets(no_revin_windows_and_model, data):
+    X, model = no_revin_windows_and_model
     n_channels = X.shape[2]
     a = np.asarray(data.draw(st.lists(st.floats(0.1, 10), min_size=n_channels, max_size=n_channels)))
     b = np.asarray(data.draw(st.lists(st.floats(-5, 5), min_size=n_channels, max_size=n_channels)))
     np.testing.assert_allclose(model.cluster_proba(a * X[:8] + b), model.cluster_proba(X[:8]), rtol=1e-6, atol=1e-8)
-
-
-_NO_REVIN = {}
-
-
-def _no_revin_model(X, y):
-    if "model" not in _NO_REVIN:
-        _NO_REVIN["model"] = _small_model("linear", revin=False).fit(X, y)
-    return _NO_REVIN["model"]
 
 
 def test_rbf_similarity_matches_its_formula():
