@@ -2,6 +2,10 @@
 
     python benchmarks/bench_ccm.py [--seeds 0 1 2] [--datasets ...] [--bases dlinear tsmixer linear mlp]
     python benchmarks/bench_ccm.py --sweep [--seeds 0 1 2 3 4]
+    python benchmarks/bench_ccm.py --datasets fertility --bases dlinear --set channel_features=window
+
+``--set NAME=VALUE`` (repeatable) sets a ChannelClusterForecaster parameter
+for every model of the comparison, to compare a variant with the defaults.
 
 ``--sweep`` fits CCM on planted channel groups of several kinds (drivers,
 group sizes, noise, with and without RevIN) with K equal to the number of
@@ -109,11 +113,11 @@ def _errors(forecast, data):
     return float(np.mean(error**2)), float(np.mean(np.abs(error)))
 
 
-def tuned_fit(name, base, n_clusters_grid, lrs, data, seed):
+def tuned_fit(name, base, n_clusters_grid, lrs, data, seed, **params):
     lookback, horizon, kernel = SETTINGS[name]
     estimator = ChannelClusterForecaster(
         base, decomposition_kernel=kernel, lr_schedule="constant", max_epochs=40, patience=5,
-        batch_size=4 if name == "fertility" else 32, random_state=seed, device="cpu",
+        batch_size=4 if name == "fertility" else 32, random_state=seed, device="cpu", **params,
     )
     grid = {"learning_rate": lrs, "n_clusters": n_clusters_grid}
     n_windows = len(data["X_train"])
@@ -248,6 +252,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (sweep: 0-4)")
     parser.add_argument("--sweep", action="store_true", help="the planted-group clustering sweep")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="an estimator parameter for every model, e.g. channel_features=window")
     parser.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     # DLinear (channel-independent, the paper's main base) and TSMixer-style (channel-mixing) by
     # default; --bases linear mlp adds the others.
@@ -260,6 +266,7 @@ def main(argv=None):
     if args.sweep:
         return report_sweep(sweep_runs(args.seeds if args.seeds is not None else [0, 1, 2, 3, 4]))
     args.seeds = args.seeds if args.seeds is not None else [0, 1, 2]
+    overrides = dict(_parse_setting(setting) for setting in args.set)
     rows, clusters = [], []
     for name in args.datasets:
         for seed in args.seeds:
@@ -269,8 +276,8 @@ def main(argv=None):
             for base in args.bases:
                 if base == "tsmixer" and (data.get("zero_shot") or n_channels == 1):
                     continue  # channel mixing cannot forecast unseen channels; one channel has nothing to mix
-                base_model, base_result = tuned_fit(name, base, [1], BASE_LRS, data, seed)
-                ccm_model, ccm_result = tuned_fit(name, base, ccm_clusters, CCM_LRS, data, seed)
+                base_model, base_result = tuned_fit(name, base, [1], BASE_LRS, data, seed, **overrides)
+                ccm_model, ccm_result = tuned_fit(name, base, ccm_clusters, CCM_LRS, data, seed, **overrides)
                 for model_name, result in (("base", base_result), ("CCM", ccm_result)):
                     rows.append({"dataset": name, "base": base, "model": model_name, "seed": seed, **result})
                 labels = ccm_model.channel_labels_
@@ -288,6 +295,19 @@ def main(argv=None):
                 rows.append({"dataset": name, "base": "-", "model": model_name, "seed": seed, "mse": mse, "mae": mae,
                              "s_per_epoch": np.nan, "params": None})
     _report(pd.DataFrame(rows), pd.DataFrame(clusters))
+
+
+def _parse_setting(setting):
+    """``"name=value"`` → (name, value), the value as a number when it reads as one."""
+    name, _, value = setting.partition("=")
+    if not value:
+        raise SystemExit(f"--set takes NAME=VALUE, got {setting!r}.")
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
 
 
 def _baselines(data):

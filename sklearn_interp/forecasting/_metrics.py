@@ -17,6 +17,13 @@ from sklearn.utils._param_validation import validate_params
 from .. import _torch
 
 
+_ERROR_PARAMETERS = {
+    "y_true": ["array-like", torch.Tensor],
+    "y_pred": ["array-like", torch.Tensor],
+    "sample_weight": ["array-like", None],
+}
+
+
 def _errors(y_true, y_pred, sample_weight):
     """Elementwise errors (n_windows, n_values) and the window weights, with clear errors on bad input."""
     y_true = check_array(_torch.as_numpy(y_true), dtype=np.float64, ensure_2d=False, allow_nd=True, input_name="y_true")
@@ -29,10 +36,7 @@ def _errors(y_true, y_pred, sample_weight):
     return (y_pred - y_true).reshape(n_windows, -1), weights
 
 
-@validate_params(
-    {"y_true": ["array-like", torch.Tensor], "y_pred": ["array-like", torch.Tensor], "sample_weight": ["array-like", None]},
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_ERROR_PARAMETERS, prefer_skip_nested_validation=True)
 def forecast_mse(y_true, y_pred, *, sample_weight=None):
     """Mean squared error over every forecast value: windows, steps and channels.
 
@@ -59,10 +63,7 @@ def forecast_mse(y_true, y_pred, *, sample_weight=None):
     return float(np.average(np.mean(errors**2, axis=1), weights=weights))
 
 
-@validate_params(
-    {"y_true": ["array-like", torch.Tensor], "y_pred": ["array-like", torch.Tensor], "sample_weight": ["array-like", None]},
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_ERROR_PARAMETERS, prefer_skip_nested_validation=True)
 def forecast_mae(y_true, y_pred, *, sample_weight=None):
     """Mean absolute error over every forecast value: windows, steps and channels.
 
