@@ -23,7 +23,12 @@ accuracy, and the worst class- and prediction-conditional accuracy among
 admitted rows (mean over seeds), and fit seconds; SDM's fit time is also
 given per epoch × repeat. Settings: M = 1000 exemplar dimensions, 2 repeats
 × 30 epochs, Adam 3e-3, batch 50 (spec §10.1 ran the reference at 2 × 10
-epochs with step 1e-3).
+epochs with step 1e-3). A second table ranks the confidences themselves on
+the in-distribution and shifted sets: AURC, excess AURC and expected
+calibration error (15 equal-width bins, top-label and classwise) of SDM's
+probabilities, the softmax of its logits, the logistic regression alone and
+through ``CalibratedClassifierCV``, and MAPIE's split-conformal sets (the
+highest level at which a row's set is a singleton).
 
     python benchmarks/bench_sdm.py [--seeds 0 1 2] [--skip-minilm]
 """
@@ -46,7 +51,7 @@ from sklearn.preprocessing import StandardScaler
 
 from _common import add_quick_arguments, run_quick
 
-from sklearn_interp.calibration import SDMCalibrator, selective_report
+from sklearn_interp.calibration import SDMCalibrator, aurc, excess_aurc, expected_calibration_error, selective_report
 from sklearn_interp.datasets import (
     load_python_docs_topics,
     permute_features,
@@ -124,6 +129,32 @@ def _run(name, X_fit, y_fit, test_sets, seed):
         "LR + CCV isotonic ≥ α": (lambda X: _threshold_rule(calibrated["isotonic"].predict_proba(X), classes), calibration_seconds["isotonic"]),
         "LR + MAPIE singletons": (mapie, mapie_seconds),
     }
+    confidences = {
+        # (predictions, confidence, probabilities for ECE or None)
+        "SDM v2": lambda X: _from_proba(sdm.predict_proba(X), sdm.classes_),
+        "softmax(z′)": lambda X: _from_proba(sdm.predict_proba(X, kind="softmax"), sdm.classes_),
+        "LR": lambda X: _from_proba(logistic.predict_proba(X), classes),
+        "LR + CCV sigmoid": lambda X: _from_proba(calibrated["sigmoid"].predict_proba(X), classes),
+        "LR + CCV isotonic": lambda X: _from_proba(calibrated["isotonic"].predict_proba(X), classes),
+        "LR + MAPIE": _mapie_confidence(logistic, X_cal, y_cal),
+    }
+    ranking = []
+    for rule, confidence_of in confidences.items():
+        for test_name, (X_test, y_test) in test_sets.items():
+            if test_name.startswith("far-OOD"):
+                continue  # every prediction is wrong there: every ranking has the same risk
+            if confidence_of is None:
+                ranking.append({"data": name, "seed": seed, "rule": rule + " (missing)", "test set": test_name})
+                continue
+            predictions, confidence, proba = confidence_of(X_test)
+            ranking.append({
+                "data": name, "seed": seed, "rule": rule, "test set": test_name,
+                "AURC": aurc(y_test, predictions, confidence),
+                "E-AURC": excess_aurc(y_test, predictions, confidence),
+                "ECE (top-label)": np.nan if proba is None else expected_calibration_error(y_test, proba, labels=classes),
+                "ECE (classwise)": np.nan if proba is None else expected_calibration_error(
+                    y_test, proba, labels=classes, kind="classwise"),
+            })
     rows = []
     for rule, (predict, seconds) in rules.items():
         for test_name, (X_test, y_test) in test_sets.items():
@@ -133,7 +164,34 @@ def _run(name, X_fit, y_fit, test_sets, seed):
                          "test set": test_name, **values, "fit s": seconds})
     extra = {"data": name, "seed": seed, "hr_found": sdm.hr_found_, "q′_min": sdm.q_prime_min_,
              "s per epoch×repeat": sdm_seconds / (N_REPEATS * MAX_EPOCHS), "best epoch": sdm.best_epoch_}
-    return rows, extra
+    return rows, extra, ranking
+
+
+def _from_proba(proba, classes):
+    return classes[proba.argmax(axis=1)], proba.max(axis=1), proba
+
+
+def _mapie_confidence(model, X_calibration, y_calibration):
+    """MAPIE has sets, not probabilities: a row's confidence is the highest level at which its set is a singleton.
+
+    Levels 0.50, 0.51, ..., 0.99; 0 when the set is never a singleton. No
+    ECE (there is no probability to calibrate). None if MAPIE is missing.
+    """
+    try:
+        from mapie.classification import SplitConformalClassifier
+    except ImportError:
+        return None
+    levels = np.round(np.arange(0.50, 0.995, 0.01), 2)
+    mapie = SplitConformalClassifier(estimator=model, confidence_level=list(levels), prefit=True)
+    mapie.conformalize(X_calibration, y_calibration)
+
+    def confidence_of(X):
+        prediction, sets = mapie.predict_set(X)
+        singleton = sets.sum(axis=1) == 1  # (n_samples, n_levels)
+        confidence = np.where(singleton, levels[None, :], 0.0).max(axis=1)
+        return prediction, confidence, None
+
+    return confidence_of
 
 
 def digits(seed):
@@ -181,20 +239,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         return run_quick(quick, args)
-    rows, extras = [], []
+    rows, extras, ranking = [], [], []
     start = time.perf_counter()
     for seed in args.seeds:
-        result, extra = digits(seed)
+        result, extra, ranked = digits(seed)
         rows += result
         extras.append(extra)
+        ranking += ranked
     if not args.skip_minilm:
         from sklearn_interp.activations import SentenceEmbeddings
 
         embedder = SentenceEmbeddings(device="cpu").fit()
         for seed in args.seeds:
-            result, extra = minilm(seed, embedder.transform)
+            result, extra, ranked = minilm(seed, embedder.transform)
             rows += result
             extras.append(extra)
+            ranking += ranked
     table = pd.DataFrame(rows)
     columns = ["admitted", "accuracy", "worst class-cond.", "worst pred.-cond.", "fit s"]
     summary = table.groupby(["data", "test set", "rule"], sort=False)[columns].mean()
@@ -206,6 +266,12 @@ def main(argv=None):
     print(summary.round(3).to_string())
     print()
     print(pd.DataFrame(extras).round(3).to_string(index=False))
+    metrics = ["AURC", "E-AURC", "ECE (top-label)", "ECE (classwise)"]
+    ranked = pd.DataFrame(ranking).reindex(columns=["data", "test set", "rule", *metrics])
+    ranked = ranked.sort_values(["data", "test set"], kind="stable")
+    print("\nHow well each confidence ranks and measures errors (means over seeds; lower is better;")
+    print("MAPIE's confidence: the highest level at which its set is a singleton, so it has no ECE)\n")
+    print(ranked.groupby(["data", "test set", "rule"], sort=False)[metrics].mean().round(4).to_string())
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
 
 

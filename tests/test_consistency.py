@@ -23,6 +23,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn_interp.datasets import PART_OBJECT_PARTS, load_cub200, make_part_objects
 from sklearn_interp.evaluation import (
     ConsistencyScorer,
+    MissingPartLocsError,
     PartConsistencyScorer,
     PartStabilityScorer,
     activated_centres,
@@ -638,7 +639,7 @@ def test_percent_and_pipeline(part_data, fitted):
     pipeline = make_pipeline(FunctionTransformer(lambda rows: rows.reshape(len(rows), 3, 32, 32)), FrozenEstimator(fitted))
     percent = PartConsistencyScorer(as_percent=True, device="cpu")
     assert percent(pipeline, flat, y, locs) == pytest.approx(100 * consistency_scorer(fitted, X, y, locs))
-    with pytest.raises(ValueError, match="metadata routing"):
+    with pytest.raises(MissingPartLocsError, match="metadata routing"):
         consistency_scorer(fitted, X, y)
     assert "PartStabilityScorer(" in repr(PartStabilityScorer())
 
@@ -650,7 +651,7 @@ def test_scorer_bad_inputs(part_data, fitted):
         scorer.score(X, y, locs[:, :, :2])
     with pytest.raises(ValueError, match="part_locs must have shape"):
         scorer.score(X, y, locs[:-1])
-    with pytest.raises(ValueError, match="required"):
+    with pytest.raises(MissingPartLocsError, match="required"):
         scorer.score(X, y)
     with pytest.raises(ValueError, match="not among the model's classes_"):
         scorer.score(X, y + 100, locs)
@@ -729,7 +730,7 @@ def test_consistency_recomputed_from_transform_equals_score(part_data, fitted, t
 def test_transform_needs_keypoints_gives_tensors_and_pickles(part_data, fitted, device):
     X, y, locs = part_data
     scorer = ConsistencyScorer(FrozenEstimator(fitted), device=device).fit(X, y, part_locs=locs)
-    with pytest.raises(ValueError, match="part_locs .* is required .*metadata routing"):
+    with pytest.raises(MissingPartLocsError, match="part_locs .* is required .*metadata routing"):
         scorer.transform(X)
     with pytest.raises(ValueError, match="parts per image"):
         scorer.transform(X, locs[:, :2])
@@ -754,3 +755,15 @@ def test_transform_routes_keypoints_through_a_pipeline(part_data, fitted):
         scorer = ConsistencyScorer(FrozenEstimator(fitted), device="cpu").set_transform_request(part_locs=True)
         pipe = make_pipeline(scorer.set_fit_request(part_locs=True)).fit(X, y, part_locs=locs)
         np.testing.assert_array_equal(pipe.transform(X, part_locs=locs), scorer.transform(X, locs))
+
+
+def test_a_search_without_routing_stops_with_the_fix_instead_of_nan(part_data):
+    # scikit-learn turns an Exception raised by a scorer into NaN for every
+    # candidate; the missing keypoints must stop the search and name the fix.
+    X, y, _ = part_data
+    search = GridSearchCV(
+        PartPrototypeClassifier(channels=(8,), prototypes_per_class=1, epochs=1, random_state=0, device="cpu"),
+        {"sdfa": [False]}, cv=2, scoring={"accuracy": "accuracy", "consistency": consistency_scorer}, refit="accuracy",
+    )
+    with pytest.raises(MissingPartLocsError, match="enable_metadata_routing=True"):
+        search.fit(X, y)

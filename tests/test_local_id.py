@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 from scipy.special import betaln
 from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -21,6 +21,7 @@ from sklearn_interp.manifold import (
     LocalIDEstimator,
     intrinsic_dimension,
     mean_lid_scorer,
+    mean_local_id,
     twonn_loglik_scorer,
 )
 from sklearn_interp.manifold._local_id import (
@@ -336,7 +337,7 @@ def test_transform_uses_the_neighbourhood_among_fitted_rows():
     distances = np.linalg.norm(X[None] - new[:, None], axis=-1)
     expected = [_twonn_oracle(X[np.argsort(row)[:20]]) for row in distances]
     np.testing.assert_allclose(fitted.transform(new).ravel(), expected, rtol=1e-9)
-    assert fitted.score(new) == pytest.approx(np.mean(expected))
+    assert mean_local_id(fitted, new) == pytest.approx(np.mean(expected))
 
 
 def test_rows_left_out_by_max_samples_are_new_points():
@@ -370,6 +371,9 @@ def test_score_samples_is_the_pareto_likelihood_of_held_out_ratios():
     error = np.abs(fitted.score_samples(new) - (np.log(d) - (d + 1) * log_mu))
     assert np.all(error <= (d + 1) * 2 * _DISTANCE_RTOL + 1e-15 * np.abs(np.log(d))), error.max()
     assert np.isnan(fitted.score_samples(X[:1])).all()  # r1 = 0: a fitted row
+    # score is their mean over the defined rows: the held-out criterion a search ranks by.
+    assert fitted.score(np.vstack([new, X[:1]])) == pytest.approx(np.mean(fitted.score_samples(new)))
+    assert twonn_loglik_scorer(fitted, new) == fitted.score(new)
 
 
 # ---------------------------------------------------------------------------
@@ -392,6 +396,33 @@ def test_grid_search_selects_n_neighbors_with_the_likelihood_scorer():
     # held-out ratios worse than LIDs from more.
     assert loglik[0] < loglik[1] < loglik[2]
     assert search.best_params_["localidestimator__n_neighbors"] == 60
+
+
+def _pieces_of_different_dimension(seed, n_per_piece=400, dimensions=(1, 3, 6), n_features=10):
+    """Uniform cubes of dimensions 1, 3 and 6, rotated into 10-D and set 20 apart."""
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for i, dimension in enumerate(dimensions):
+        basis = np.linalg.qr(rng.standard_normal((n_features, n_features)))[0][:dimension]
+        pieces.append(rng.uniform(-1, 1, (n_per_piece, dimension)) @ basis + 20.0 * i * np.eye(n_features)[0])
+    return np.vstack(pieces)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_search_picks_the_largest_neighbourhood_inside_one_piece(seed):
+    # Planted truth: three pieces of about 267 training rows each. Up to that
+    # size a neighbourhood sees one dimension and more neighbours only steady
+    # its LID; 600 neighbours mix dimensions 1, 3 and 6 and mispredict every
+    # piece. The default score (held-out likelihood) must see both effects.
+    # (calibrate_search_floors.py --estimator local_id prints the curves.)
+    X = _pieces_of_different_dimension(seed)
+    grid = [10, 25, 60, 150, 600]
+    search = GridSearchCV(
+        LocalIDEstimator(device="cpu"), {"n_neighbors": grid}, cv=KFold(3, shuffle=True, random_state=0)
+    ).fit(X)
+    loglik = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == {"n_neighbors": 150}
+    assert loglik[-1] < loglik[1:-1].min()
 
 
 def test_pickle_round_trip(device):

@@ -2,6 +2,7 @@
 
 import itertools
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import ndcg_score, roc_auc_score
-from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import (
@@ -457,6 +458,25 @@ def test_grid_search_with_group_k_fold(synthetic):
     fold = _ranker().fit(X.iloc[train], y[train], qid=qid[train], item_concepts=data.item_concepts[train])
     expected = grouped_ndcg_score(y[test], fold.predict(X.iloc[test]), qid[test], k=10)
     assert search.cv_results_["split0_test_score"][candidate] == pytest.approx(expected)
+
+
+def test_a_split_that_shares_query_groups_warns_and_group_k_fold_does_not(synthetic):
+    X, y, data = synthetic
+    qid = X["qid"].to_numpy()
+    with pytest.warns(UserWarning, match="GroupKFold"):
+        # Shuffled KFold puts rows of one query on both sides.
+        cross_val_score(_ranker(max_epochs=1), X, y, cv=KFold(3, shuffle=True, random_state=0),
+                        params={"qid": qid, "item_concepts": data.item_concepts})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = cross_val_score(_ranker(max_epochs=1), X, y, groups=qid, cv=GroupKFold(3),
+                                 params={"qid": qid, "item_concepts": data.item_concepts})
+        assert np.isfinite(scores).all()
+        first = qid < 12
+        fitted = _ranker(max_epochs=1).fit(X[first], y[first], item_concepts=data.item_concepts[first])
+        NDCGScorer()(fitted, X[~first], y[~first])
+    with pytest.warns(UserWarning, match="12 of the 24 query groups"):
+        NDCGScorer()(fitted, X, y)
 
 
 def test_ndcg_scorer_with_metadata_routing(synthetic):

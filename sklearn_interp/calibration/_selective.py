@@ -130,6 +130,102 @@ def index_conditional_accuracy(y_true, y_selective, *, reject_label=-1):
     return float(np.nanmin(values)) if np.isfinite(values).any() else float("nan")
 
 
+def reliable_admitted_fraction(y_true, y_selective, *, alpha, reject_label=-1):
+    """Share of rows admitted where the admitted accuracy reaches ``alpha``, per class and per prediction.
+
+    The rule: an admitted row counts when the accuracy among admitted rows of
+    its *true* class is at least ``alpha`` and the accuracy among admitted
+    rows *predicted* as its predicted class is at least ``alpha``; the result
+    is the number of counted rows over all rows. A model that admits nothing
+    scores 0; one that admits everything meets ``alpha`` only if it is
+    that accurate in every class. Higher is better: at a fixed requirement
+    ``alpha``, a model that admits more rows at that accuracy is more useful.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_selective : array-like of shape (n_samples,)
+        Predictions, with ``reject_label`` where the model abstained.
+    alpha : float in (0, 1]
+        The required class- and prediction-conditional accuracy.
+    reject_label : int, float or str, default=-1
+
+    Returns
+    -------
+    fraction : float
+
+    Examples
+    --------
+    >>> from sklearn_interp.calibration import reliable_admitted_fraction
+    >>> # Class 0 is admitted twice and right twice; class 1 is right once in two.
+    >>> round(reliable_admitted_fraction([0, 0, 1, 1, 2, 2], [0, 0, 1, 2, -1, -1], alpha=0.9), 3)
+    0.333
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}.")
+    y_true = column_or_1d(y_true)
+    report = selective_report(y_true, y_selective, reject_label=reject_label)
+    admitted, y_selective = _admitted_mask(y_selective, reject_label)
+    if not len(y_true):
+        return float("nan")
+    # A NaN accuracy (nothing admitted in that class) never holds a counted row.
+    meets_true = report["class_conditional_accuracy"].to_numpy(dtype=float) >= alpha
+    meets_predicted = report["prediction_conditional_accuracy"].to_numpy(dtype=float) >= alpha
+    classes = report.index.tolist()
+    position = {label: i for i, label in enumerate(classes)}
+    counted = 0
+    for truth, prediction, is_admitted in zip(y_true.tolist(), y_selective.tolist(), admitted.tolist()):
+        if is_admitted and meets_true[position[truth]] and meets_predicted[position[prediction]]:
+            counted += 1
+    return counted / len(y_true)
+
+
+def selective_report_by_alpha(estimator, X, y, alphas=(0.8, 0.9, 0.95, 0.99)):
+    """What a fitted SDM calibrator admits on ``(X, y)`` at several required accuracies, in one table.
+
+    Each ``alpha`` uses :meth:`SDMCalibrator.with_alpha`: the same trained
+    model, its region searched again, so the rows differ only in the
+    requirement.
+
+    Parameters
+    ----------
+    estimator : fitted SDMCalibrator (method="v2") or Pipeline ending in one
+    X : array-like of shape (n_samples, n_features)
+        Held-out rows.
+    y : array-like of shape (n_samples,)
+    alphas : sequence of float in (0.5, 1], default=(0.8, 0.9, 0.95, 0.99)
+
+    Returns
+    -------
+    report : pandas.DataFrame
+        One row per ``alpha``: ``region_found``, ``q_prime_min``,
+        ``admitted`` (share of rows admitted), ``reliable_admitted`` (the
+        estimator's ``score``: admitted where the accuracy reaches
+        ``alpha``), ``accuracy`` among admitted rows and
+        ``worst_conditional_accuracy`` (the smallest class- or
+        prediction-conditional accuracy, the quantity ``alpha`` bounds).
+    """
+    model, X_model = _final_step(estimator, X)
+    if not hasattr(model, "with_alpha"):
+        raise TypeError(f"{type(model).__name__} has no with_alpha; use an SDMCalibrator.")
+    y = column_or_1d(y)
+    rows = []
+    for alpha in alphas:
+        calibrator = model.with_alpha(alpha)
+        y_selective = calibrator.predict_selective(X_model)
+        admitted, _ = _admitted_mask(y_selective, calibrator.reject_label)
+        rows.append({
+            "alpha": alpha,
+            "region_found": calibrator.hr_found_,
+            "q_prime_min": calibrator.q_prime_min_,
+            "admitted": float(admitted.mean()),
+            "reliable_admitted": reliable_admitted_fraction(y, y_selective, alpha=alpha, reject_label=calibrator.reject_label),
+            "accuracy": float((y_selective[admitted].astype(object) == y[admitted].astype(object)).mean()) if admitted.any() else np.nan,
+            "worst_conditional_accuracy": index_conditional_accuracy(y, y_selective, reject_label=calibrator.reject_label),
+        })
+    return pd.DataFrame(rows).set_index("alpha")
+
+
 def _selective_predictions(estimator, X):
     """``predict_selective`` of an estimator or of the last step of a pipeline."""
     estimator, X = _final_step(estimator, X)

@@ -24,6 +24,7 @@ loop (:mod:`sklearn_interp._training`).
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -662,6 +663,41 @@ class _BaseSparseAutoencoder(
         with torch.no_grad():
             for rows in _torch.progress(slices, verbose=self.verbose, desc="encoding"):
                 yield (rows, *encode(X_t[rows] - bias, selection, atoms, n_steps, **options))
+
+    def _visible_codes(self, X_t, visible, k=None):
+        """Codes of the rows of ``X_t`` encoded from the ``visible`` columns only.
+
+        Bi-cross-validation's encoder: every atom is cut to the visible
+        columns and rescaled to unit norm (selection atoms by the same
+        factor), the encoder runs unchanged on the visible part of
+        ``X − bias_``, and each code is divided by its factor so that
+        ``codes @ components_ + bias_`` reconstructs all the columns. For
+        matching pursuit this is the pursuit over the restricted, renormalised
+        dictionary; for TopK, whose correlations on a random half of the
+        columns are about half the full ones, the rescaling keeps the codes
+        on the scale of the full encoder's.
+        """
+        n_steps = self._resolve_steps(k)
+        device, dtype = X_t.device, X_t.dtype
+        atoms = self._on_device("components_", device, dtype)[:, visible]
+        selection = self._on_device("encoder_components_", device, dtype)[:, visible]
+        bias = self._on_device("bias_", device, dtype)[visible]
+        # An atom with no weight on the visible columns can explain nothing there.
+        norms = torch.linalg.vector_norm(atoms, dim=1)
+        scale = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(norms))
+        options = self._encoder_options()
+        if options.get("residual_threshold") is not None:
+            # A residual norm over a share of the columns is about √share of the full one.
+            options["residual_threshold"] *= math.sqrt(len(visible) / X_t.shape[1])
+        encode = _ENCODERS[self._encoder]
+        codes = X_t.new_zeros((X_t.shape[0], self.n_components_))
+        with torch.no_grad():
+            for rows in _torch.batch_slices(X_t.shape[0], self.batch_size):
+                indices, values, _ = encode(
+                    X_t[rows][:, visible] - bias, selection * scale[:, None], atoms * scale[:, None], n_steps, **options
+                )
+                codes[rows] = _codes_from_path(indices, values, self.n_components_) * scale
+        return codes
 
     def _validated_rows(self, X):
         check_is_fitted(self)

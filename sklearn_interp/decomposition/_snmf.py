@@ -832,6 +832,28 @@ class SNMFDecomposer(
             total_ss = _total_sum_of_squares(X_t, self.batch_size)
         return _r2(residual_ss, total_ss)
 
+    def _visible_codes(self, X_t, visible):
+        """Codes of the rows of ``X_t`` fitted to the ``visible`` columns only.
+
+        The non-negative least-squares problem of :meth:`transform` with the
+        features restricted to those columns: bi-cross-validation then
+        scores how well ``codes @ components_`` predicts the other columns.
+        """
+        F = self._on_device("components_", X_t.device, X_t.dtype).T[visible]
+        with torch.no_grad():
+            return torch.cat([
+                _solve_codes(
+                    X_t[rows][:, visible],
+                    F,
+                    solver=self.solver,
+                    max_iter=self.transform_max_iter,
+                    tol=self.transform_tol,
+                    ridge=self.ridge,
+                    eps=self.eps,
+                )
+                for rows in _torch.batch_slices(X_t.shape[0], self.batch_size)
+            ])
+
     # -- interpretation ------------------------------------------------------
     def feature_directions(self, normalize=True):
         """Neuron-space direction of every feature (steering vectors).

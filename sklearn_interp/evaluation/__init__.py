@@ -3,6 +3,7 @@
 from ._attribution import input_gradient, integrated_gradients, smoothgrad
 from ._consistency import (
     ConsistencyScorer,
+    MissingPartLocsError,
     PartConsistencyScorer,
     PartStabilityScorer,
     activated_centres,
@@ -21,6 +22,7 @@ __all__ = [
     "AttributionMasker",
     "ConsistencyScorer",
     "DiffROAR",
+    "MissingPartLocsError",
     "PartConsistencyScorer",
     "PartStabilityScorer",
     "activated_centres",

@@ -587,6 +587,26 @@ class _ModelHits:
         return [self.hits(perturb) for _ in range(n_repeats)]
 
 
+class MissingPartLocsError(BaseException):
+    """Part keypoints were needed and not given, typically because metadata routing is off.
+
+    Derived from ``BaseException`` on purpose: scikit-learn's searches and
+    ``cross_validate`` turn every ``Exception`` raised while scoring into a
+    NaN score and a "Scoring failed" warning, so a search run without
+    ``sklearn.set_config(enable_metadata_routing=True)`` would report NaN
+    for every candidate. Without keypoints no candidate can be scored at
+    all, so the error stops the search and names the fix.
+    """
+
+
+def _missing_part_locs(what):
+    return MissingPartLocsError(
+        f"part_locs (n_images, n_parts, 3) is required to {what}, and none was given. In GridSearchCV, "
+        "cross_validate or a Pipeline, turn on metadata routing (sklearn.set_config(enable_metadata_routing=True)) "
+        "and pass part_locs=... to fit; called directly, pass it as the fourth argument."
+    )
+
+
 class _PartScorer:
     """A scorer ``(estimator, X, y, part_locs)`` whose part keypoints arrive by metadata routing."""
 
@@ -597,11 +617,7 @@ class _PartScorer:
 
     def __call__(self, estimator, X, y_true, part_locs=None):
         if part_locs is None:
-            raise ValueError(
-                f"{type(self).__name__} needs part_locs (n_images, n_parts, 3). In GridSearchCV or cross_validate, "
-                "turn on metadata routing (sklearn.set_config(enable_metadata_routing=True)) and pass "
-                "part_locs=... to fit."
-            )
+            raise _missing_part_locs(f"compute {type(self).__name__}")
         model_hits = _ModelHits(
             estimator,
             X,
@@ -947,10 +963,7 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         if hasattr(self, "n_features_in_") and hasattr(X, "shape") and len(X.shape) > 1:
             _check_n_features(self, X, reset=False)
         if part_locs is None:
-            raise ValueError(
-                f"part_locs (n_images, n_parts, 3) is required to {what}. In a Pipeline or a search, turn on "
-                "metadata routing (sklearn.set_config(enable_metadata_routing=True)) and route part_locs to it."
-            )
+            raise _missing_part_locs(what)
         return _ModelHits(self.estimator_, X, y, part_locs, half_size=self.half_size, batch_size=self.batch_size,
                           device=_torch.resolve_device(self.device))
 

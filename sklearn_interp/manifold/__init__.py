@@ -4,6 +4,7 @@ from ._local_id import (
     LocalIDEstimator,
     intrinsic_dimension,
     mean_lid_scorer,
+    mean_local_id,
     twonn_loglik_scorer,
 )
 
@@ -11,5 +12,6 @@ __all__ = [
     "LocalIDEstimator",
     "intrinsic_dimension",
     "mean_lid_scorer",
+    "mean_local_id",
     "twonn_loglik_scorer",
 ]

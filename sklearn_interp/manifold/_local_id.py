@@ -628,7 +628,8 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     See Also
     --------
     intrinsic_dimension : The global estimate alone.
-    mean_lid_scorer, twonn_loglik_scorer : Scorers for model selection.
+    mean_local_id : The mean LID of new rows (the paper's statistic).
+    twonn_loglik_scorer : The default ``score`` as a named scorer.
 
     Notes
     -----
@@ -924,24 +925,33 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         return _torch.to_output(local_ids[:, None], as_tensor)
 
     def score(self, X, y=None):
-        """Mean LID of ``X`` (NaN ignored): the paper's statistic.
+        """Mean held-out log-likelihood of ``X`` under the fitted LIDs (higher is better).
 
-        Not a "higher is better" criterion. To select parameters, pass an
-        explicit scorer: :func:`twonn_loglik_scorer` is a held-out
-        likelihood; :func:`mean_lid_scorer` only reports the mean LID.
+        The mean of :meth:`score_samples` over the rows where it is defined:
+        how well the LIDs of the fitted neighbourhoods predict the
+        nearest-neighbour ratios of unseen points. It is what a search with
+        default scoring ranks by, so ``GridSearchCV`` over ``n_neighbors``
+        picks the largest neighbourhoods that still see one local geometry:
+        larger ones average the estimate over more ratios until they reach
+        across regions of different dimension. The mean LID itself, the
+        paper's statistic, is ``mean_local_id_`` and :func:`mean_local_id`;
+        it is not a criterion.
 
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Held-out rows.
         y : Ignored
             Not used, present for API consistency.
 
         Returns
         -------
-        mean_local_id : float
+        mean_log_likelihood : float
+            NaN when no row has a defined likelihood.
         """
-        local_ids, _, _ = self._query(X)
-        return float(torch.nanmean(local_ids))
+        log_likelihood = _torch.as_numpy(self.score_samples(X))
+        finite = np.isfinite(log_likelihood)
+        return float(log_likelihood[finite].mean()) if finite.any() else float("nan")
 
     def score_samples(self, X):
         """Held-out log-likelihood of each row's nearest-neighbour ratio.
@@ -989,11 +999,42 @@ def _smoothed(own_ids, fit_ids, neighbourhoods):
     return torch.nanmean(torch.cat([own_ids[:, None], fit_ids[neighbourhoods]], dim=1), dim=1)
 
 
-def mean_lid_scorer(estimator, X, y=None):
-    """The mean LID of ``X`` under a fitted :class:`LocalIDEstimator` (or a pipeline ending in one).
+def mean_local_id(estimator, X):
+    """The mean LID of the rows of ``X`` under a fitted :class:`LocalIDEstimator` (NaN ignored).
 
-    For reporting in ``GridSearchCV(scoring={"mean_lid": mean_lid_scorer,
-    ...})``: a mean LID is not "higher is better", so do not refit on it.
+    Each row's LID is estimated in its neighbourhood among the fitted rows,
+    as :meth:`LocalIDEstimator.transform` does; ``mean_local_id_`` is the
+    same statistic for the fitted rows themselves.
+
+    Parameters
+    ----------
+    estimator : fitted LocalIDEstimator or Pipeline ending in one
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+
+    Returns
+    -------
+    mean_local_id : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_interp.manifold import LocalIDEstimator, mean_local_id
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 3)) @ rng.standard_normal((3, 20))
+    >>> lid = LocalIDEstimator(n_neighbors=100).fit(X[:800])
+    >>> bool(2.5 < mean_local_id(lid, X[800:]) < 3.5)
+    True
+    """
+    local_ids = _torch.as_numpy(estimator.transform(X))
+    return float(np.nanmean(local_ids)) if np.isfinite(local_ids).any() else float("nan")
+
+
+def mean_lid_scorer(estimator, X, y=None):
+    """Scorer: :func:`mean_local_id`, for reporting in a search.
+
+    For ``GridSearchCV(scoring={"loglik": twonn_loglik_scorer, "mean_lid":
+    mean_lid_scorer}, refit="loglik")``: a mean LID is not "higher is
+    better", so do not refit on it.
 
     Parameters
     ----------
@@ -1005,15 +1046,14 @@ def mean_lid_scorer(estimator, X, y=None):
     -------
     mean_local_id : float
     """
-    return float(estimator.score(X))
+    return mean_local_id(estimator, X)
 
 
 def twonn_loglik_scorer(estimator, X, y=None):
-    """Mean held-out Pareto log-likelihood of ``X`` (higher is better).
+    """Scorer: the mean held-out Pareto log-likelihood, :meth:`LocalIDEstimator.score`.
 
-    The mean of :meth:`LocalIDEstimator.score_samples` over the rows where
-    it is defined; use it as ``GridSearchCV``'s ``scoring`` to select
-    ``n_neighbors`` or the estimator.
+    The default ``score`` already; name it explicitly next to other metrics
+    in a multi-metric search.
 
     Parameters
     ----------
@@ -1029,13 +1069,14 @@ def twonn_loglik_scorer(estimator, X, y=None):
     --------
     >>> import numpy as np
     >>> from sklearn.model_selection import GridSearchCV
-    >>> from sklearn_interp.manifold import LocalIDEstimator, twonn_loglik_scorer
+    >>> from sklearn_interp.manifold import LocalIDEstimator, mean_lid_scorer, twonn_loglik_scorer
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((600, 2)) @ rng.standard_normal((2, 5))
     >>> search = GridSearchCV(
-    ...     LocalIDEstimator(), {"n_neighbors": [10, 50]}, scoring=twonn_loglik_scorer, cv=3
+    ...     LocalIDEstimator(), {"n_neighbors": [10, 50]}, cv=3,
+    ...     scoring={"loglik": twonn_loglik_scorer, "mean_lid": mean_lid_scorer}, refit="loglik",
     ... ).fit(X)
     >>> sorted(search.best_params_)
     ['n_neighbors']
     """
-    return float(np.nanmean(_torch.as_numpy(estimator.score_samples(X))))
+    return float(estimator.score(X))

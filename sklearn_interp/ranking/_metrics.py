@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.utils.metadata_routing import MetadataRequest
@@ -19,6 +21,11 @@ def query_groups_of(X, qid=None, *, qid_col="qid", query_col="query"):
     ``X`` is a DataFrame with a ``query_col`` column or an (n_pairs, 2)
     array whose first column holds the queries.
     """
+    return group_codes(query_labels_of(X, qid, qid_col=qid_col, query_col=query_col))
+
+
+def query_labels_of(X, qid=None, *, qid_col="qid", query_col="query"):
+    """The query label of every row of X (as given, not re-coded); see :func:`query_groups_of`."""
     n_rows = len(X)
     if qid is not None:
         groups = np.asarray(qid, dtype=object)
@@ -32,7 +39,30 @@ def query_groups_of(X, qid=None, *, qid_col="qid", query_col="query"):
         raise ValueError(f"qid must have one value per row of X ({n_rows}); got shape {groups.shape}.")
     if pd.isna(groups).any():
         raise ValueError("qid contains a missing value.")
-    return group_codes(groups)
+    return groups
+
+
+def warn_on_training_groups(ranker, labels):
+    """Warn when rows being scored belong to query groups the ranker was fitted on.
+
+    A ranker remembers its training query labels in ``_fit_query_labels``; a
+    held-out NDCG over a query it has seen is optimistic, and a splitter that
+    ignores groups produces exactly that.
+    """
+    seen = getattr(getattr(ranker, "_final_estimator", ranker), "_fit_query_labels", None)
+    if not seen:
+        return
+    labels = set(np.asarray(labels, dtype=object).tolist())
+    shared = labels & seen
+    if shared:
+        warnings.warn(
+            f"{len(shared)} of the {len(labels)} query groups scored here were also in the training data, so "
+            "this NDCG is not held out. A splitter that ignores groups (KFold, the default cv) puts rows of one "
+            "query on both sides; split by query with cv=GroupKFold(n_splits) and fit(X, y, groups=qid), or "
+            "score on queries never seen in fit.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _dcg(relevance, k):
@@ -167,8 +197,12 @@ class NDCGScorer:
 
     def __call__(self, estimator, X, y_true, qid=None):
         # A Pipeline ending in a ranker has no query_groups: read the groups as the ranker's defaults would.
-        query_groups = getattr(estimator, "query_groups", None) or query_groups_of
-        return grouped_ndcg_score(y_true, estimator.predict(X), query_groups(X, qid=qid), self.k)
+        ranker = getattr(estimator, "_final_estimator", estimator)
+        labels = query_labels_of(
+            X, qid, qid_col=getattr(ranker, "qid_col", "qid"), query_col=getattr(ranker, "query_col", "query")
+        )
+        warn_on_training_groups(ranker, labels)
+        return grouped_ndcg_score(y_true, estimator.predict(X), group_codes(labels), self.k)
 
     def get_metadata_routing(self):
         """Request ``qid`` for ``score``, the method name scorers are routed under."""

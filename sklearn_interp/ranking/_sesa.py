@@ -41,7 +41,7 @@ from .. import _torch
 from .._training import ShuffledBatches, epoch_losses, evaluate_in_batches, init_layer_, make_net
 from ..base import TorchEstimatorMixin
 from ._esa import TOKEN_PATTERN
-from ._metrics import grouped_ndcg_score, query_groups_of
+from ._metrics import group_codes, grouped_ndcg_score, query_groups_of, query_labels_of, warn_on_training_groups
 
 _PAD, _UNKNOWN = 0, 1  # token ids; real tokens start at 2
 # Pairs scored per forward pass in predict, transform and explain.
@@ -884,6 +884,11 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"Relevance grades must be non-negative; got {y.min():g}.")
         codes = self._fit_groups(X, qid, group)
         self._check_groups(codes, y)
+        # Remembered to warn when a held-out score sees a training query group.
+        self._fit_query_labels = (
+            None if group is not None
+            else frozenset(query_labels_of(X, qid, qid_col=self.qid_col, query_col=self.query_col).tolist())
+        )
         self.concept_names_ = self._concept_names([item_concepts, query_concepts])
         self.n_concepts_ = self.concept_names_.size
         labels = {
@@ -1118,7 +1123,9 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        return grouped_ndcg_score(y, self.predict(X), self.query_groups(X, qid=qid), self.ndcg_k)
+        labels = query_labels_of(X, qid, qid_col=self.qid_col, query_col=self.query_col)
+        warn_on_training_groups(self, labels)
+        return grouped_ndcg_score(y, self.predict(X), group_codes(labels), self.ndcg_k)
 
     def get_feature_names_out(self, input_features=None):
         """The concept names: the columns of :meth:`transform`.
