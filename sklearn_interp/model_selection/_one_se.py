@@ -74,9 +74,11 @@ def one_se_table(cv_results, complexity, *, scoring="score"):
             "scoring= the name of the metric to refit on."
         )
     scores = np.column_stack([np.asarray(cv_results[name], dtype=float) for name in split_keys])
-    mean = np.nanmean(scores, axis=1) if scores.size else np.full(len(scores), np.nan)
-    n_valid = np.isfinite(scores).sum(axis=1)
-    spread = np.array([np.nanstd(row, ddof=1) if count > 1 else 0.0 for row, count in zip(scores, n_valid)])
+    # A fold that failed to score (NaN) is left out of its candidate's mean and spread.
+    valid = [row[np.isfinite(row)] for row in scores]
+    n_valid = np.array([len(row) for row in valid])
+    mean = np.array([row.mean() if len(row) else np.nan for row in valid])
+    spread = np.array([row.std(ddof=1) if len(row) > 1 else 0.0 for row in valid])
     standard_error = spread / np.sqrt(np.maximum(n_valid, 1))
     params = list(cv_results["params"])
     table = pd.DataFrame(
