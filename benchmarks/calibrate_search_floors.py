@@ -9,6 +9,7 @@ the candidate each rule picks. ``--readme`` runs the README's own searches
 mean local ID, the never-abstaining accuracy) and the new one.
 
     .venv/bin/python benchmarks/calibrate_search_floors.py --estimator snmf mp_sae topk local_id sdm
+    .venv/bin/python benchmarks/calibrate_search_floors.py --estimator mp_sae_size local_id_curved  # the guide's limits
     .venv/bin/python benchmarks/calibrate_search_floors.py --readme
 """
 
@@ -77,6 +78,30 @@ def local_id(seed):
             ["score", "mean_lid"])
 
 
+def mp_sae_size(seed):
+    """The limit the guide states: a search over the SAE's size, where the true 12 trains worse than 24."""
+    search = GridSearchCV(
+        MatchingPursuitSAE(12, 3, max_epochs=20, learning_rate=1e-2, batch_size=128, random_state=0, device="cpu"),
+        {"n_components": [3, 6, 12, 24, 48]}, scoring=dictionary_scoring(random_state=0),
+        refit=simplest_within_one_se("n_components", scoring="bicv_r2"), cv=3,
+    ).fit(planted_sparse_codes(seed)[0])
+    _report(f"MatchingPursuitSAE, planted 12 atoms (k = 3), seed {seed}", search, "n_components", ["r2", "bicv_r2"])
+
+
+def local_id_curved(seed):
+    """The limit the guide states: on a curved 2-D (swiss roll) or 1-D (wound helix) manifold, larger is better."""
+    from sklearn.datasets import make_swiss_roll
+
+    rng = np.random.default_rng(seed)
+    roll = np.hstack([make_swiss_roll(1500, random_state=seed)[0], np.zeros((1500, 7))])
+    roll = roll @ np.linalg.qr(rng.standard_normal((10, 10)))[0]
+    t = rng.uniform(0, 2 * np.pi, 1500)
+    helix = np.stack([np.cos(t), np.sin(t), 0.3 * np.cos(7 * t), 0.3 * np.sin(7 * t)], axis=1)
+    for name, X in (("swiss roll in 10-D", roll), ("helix wound 7 times", helix)):
+        search = GridSearchCV(LocalIDEstimator(device="cpu"), {"n_neighbors": [10, 20, 50, 200, 500]}, cv=3).fit(X)
+        _report(f"LocalID, {name}, seed {seed}", search, "n_neighbors", ["score"])
+
+
 def sdm(seed):
     from sklearn.datasets import load_breast_cancer
     from sklearn.pipeline import make_pipeline
@@ -131,7 +156,7 @@ def readme():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runs = {"snmf": snmf, "mp_sae": sae(MatchingPursuitSAE, 3000, 20), "topk": sae(TopKSAE, 1500, 10),
-            "local_id": local_id, "sdm": sdm}
+            "local_id": local_id, "sdm": sdm, "mp_sae_size": mp_sae_size, "local_id_curved": local_id_curved}
     parser.add_argument("--estimator", nargs="+", choices=sorted(runs), default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--readme", action="store_true")

@@ -1021,7 +1021,7 @@ class SDMCalibrator(
             In [0, 1].
         """
         y = column_or_1d(y)
-        if len(y) != len(X):
+        if len(y) != len(X):  # named here in the caller's terms, before any prediction
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
         return reliable_admitted_fraction(y, self.predict_selective(X), alpha=self.alpha, reject_label=self.reject_label)
 

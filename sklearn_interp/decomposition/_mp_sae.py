@@ -651,52 +651,51 @@ class _BaseSparseAutoencoder(
             raise ValueError(f"k={k} exceeds n_components_={self.n_components_}.")
         return int(k)
 
-    def _encoded_batches(self, X_t, k, **options):
-        """Yield ``(rows, indices, values, residual)`` batch by batch."""
+    def _encoded_batches(self, X_t, k, columns=None, **options):
+        """Yield ``(rows, indices, values, residual)`` batch by batch.
+
+        With ``columns``, the rows are encoded from those columns only
+        (bi-cross-validation's encoder): every atom is cut to them and
+        rescaled to unit norm (its selection atom by the same factor), the
+        encoder runs unchanged on those columns of ``X − bias_``, and the
+        values are divided back by the factors, so that ``codes @
+        components_ + bias_`` reconstructs every column. For matching pursuit
+        this is the pursuit over the restricted, renormalised dictionary; for
+        TopK, whose correlations over half the columns are about half the
+        full ones, the rescaling keeps the codes on the full encoder's scale.
+        The residual is that of the given columns.
+        """
         n_steps = self._resolve_steps(k)
         device, dtype = X_t.device, X_t.dtype
         atoms = self._on_device("components_", device, dtype)
         selection = self._on_device("encoder_components_", device, dtype)
         bias = self._on_device("bias_", device, dtype)
+        scale = None
+        if columns is not None:
+            atoms, selection, bias = atoms[:, columns], selection[:, columns], bias[columns]
+            # An atom with no weight on these columns can explain nothing there.
+            norms = torch.linalg.vector_norm(atoms, dim=1)
+            scale = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(norms))
+            atoms, selection = atoms * scale[:, None], selection * scale[:, None]
+            if options.get("residual_threshold") is not None:
+                # A residual norm over a share of the columns is about √share of the full one.
+                options["residual_threshold"] *= math.sqrt(len(columns) / X_t.shape[1])
         encode = _ENCODERS[self._encoder]
         slices = _torch.batch_slices(X_t.shape[0], self.batch_size)
         with torch.no_grad():
             for rows in _torch.progress(slices, verbose=self.verbose, desc="encoding"):
-                yield (rows, *encode(X_t[rows] - bias, selection, atoms, n_steps, **options))
+                X_rows = X_t[rows] if columns is None else X_t[rows][:, columns]
+                indices, values, residual = encode(X_rows - bias, selection, atoms, n_steps, **options)
+                if scale is not None:
+                    # Steps marked -1 carry value 0, so reading atom 0's factor for them is harmless.
+                    values = values * scale[indices.clamp_min(0)]
+                yield rows, indices, values, residual
 
     def _visible_codes(self, X_t, visible, k=None):
-        """Codes of the rows of ``X_t`` encoded from the ``visible`` columns only.
-
-        Bi-cross-validation's encoder: every atom is cut to the visible
-        columns and rescaled to unit norm (selection atoms by the same
-        factor), the encoder runs unchanged on the visible part of
-        ``X − bias_``, and each code is divided by its factor so that
-        ``codes @ components_ + bias_`` reconstructs all the columns. For
-        matching pursuit this is the pursuit over the restricted, renormalised
-        dictionary; for TopK, whose correlations on a random half of the
-        columns are about half the full ones, the rescaling keeps the codes
-        on the scale of the full encoder's.
-        """
-        n_steps = self._resolve_steps(k)
-        device, dtype = X_t.device, X_t.dtype
-        atoms = self._on_device("components_", device, dtype)[:, visible]
-        selection = self._on_device("encoder_components_", device, dtype)[:, visible]
-        bias = self._on_device("bias_", device, dtype)[visible]
-        # An atom with no weight on the visible columns can explain nothing there.
-        norms = torch.linalg.vector_norm(atoms, dim=1)
-        scale = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(norms))
-        options = self._encoder_options()
-        if options.get("residual_threshold") is not None:
-            # A residual norm over a share of the columns is about √share of the full one.
-            options["residual_threshold"] *= math.sqrt(len(visible) / X_t.shape[1])
-        encode = _ENCODERS[self._encoder]
+        """Codes of the rows of ``X_t`` encoded from the ``visible`` columns only (see :meth:`_encoded_batches`)."""
         codes = X_t.new_zeros((X_t.shape[0], self.n_components_))
-        with torch.no_grad():
-            for rows in _torch.batch_slices(X_t.shape[0], self.batch_size):
-                indices, values, _ = encode(
-                    X_t[rows][:, visible] - bias, selection * scale[:, None], atoms * scale[:, None], n_steps, **options
-                )
-                codes[rows] = _codes_from_path(indices, values, self.n_components_) * scale
+        for rows, indices, values, _ in self._encoded_batches(X_t, k, columns=visible, **self._encoder_options()):
+            codes[rows] = _codes_from_path(indices, values, self.n_components_)
         return codes
 
     def _validated_rows(self, X):

@@ -742,13 +742,19 @@ class SNMFDecomposer(
         return self
 
     # -- using the factorisation --------------------------------------------
-    def _batched_codes(self, X_t):
-        """Yield ``(rows, codes)`` for consecutive batches of ``X_t``."""
+    def _batched_codes(self, X_t, columns=None):
+        """Yield ``(rows, codes)`` for consecutive batches of ``X_t``.
+
+        With ``columns``, the codes are fitted to those columns of ``X_t``
+        only (the features restricted to them), as bi-cross-validation needs.
+        """
         F = self._on_device("components_", X_t.device, X_t.dtype).T
+        if columns is not None:
+            F = F[columns]
         slices = _torch.batch_slices(X_t.shape[0], self.batch_size)
         for rows in _torch.progress(slices, verbose=self.verbose, desc="SNMF codes"):
             G = _solve_codes(
-                X_t[rows],
+                X_t[rows] if columns is None else X_t[rows][:, columns],
                 F,
                 solver=self.solver,
                 max_iter=self.transform_max_iter,
@@ -839,20 +845,8 @@ class SNMFDecomposer(
         features restricted to those columns: bi-cross-validation then
         scores how well ``codes @ components_`` predicts the other columns.
         """
-        F = self._on_device("components_", X_t.device, X_t.dtype).T[visible]
         with torch.no_grad():
-            return torch.cat([
-                _solve_codes(
-                    X_t[rows][:, visible],
-                    F,
-                    solver=self.solver,
-                    max_iter=self.transform_max_iter,
-                    tol=self.transform_tol,
-                    ridge=self.ridge,
-                    eps=self.eps,
-                )
-                for rows in _torch.batch_slices(X_t.shape[0], self.batch_size)
-            ])
+            return torch.cat([G for _, G in self._batched_codes(X_t, columns=visible)])
 
     # -- interpretation ------------------------------------------------------
     def feature_directions(self, normalize=True):

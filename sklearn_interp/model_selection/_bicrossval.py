@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
-from ..base import _final_step, _r2
+from ..base import _final_step, _r2, _total_sum_of_squares
 
 
 def _hidden_columns(n_features, holdout_fraction, random_state):
@@ -88,10 +88,9 @@ def bicrossval_r2(estimator, X, *, holdout_fraction=0.5, random_state=None):
     prediction = codes @ components
     if hasattr(model, "bias_"):
         prediction += model._on_device("bias_", X_t.device, X_t.dtype)[hidden_t]
-    X_hidden = X_t[:, hidden_t].to(torch.float64)
-    residual_ss = float(torch.sum((X_hidden - prediction.to(torch.float64)) ** 2))
-    total_ss = float(torch.sum((X_hidden - X_hidden.mean(dim=0)) ** 2))
-    return _r2(residual_ss, total_ss)
+    X_hidden = X_t[:, hidden_t]
+    residual_ss = float(torch.sum((X_hidden - prediction) ** 2, dtype=torch.float64))
+    return _r2(residual_ss, _total_sum_of_squares(X_hidden, model.batch_size))
 
 
 class BiCrossValScorer:
