@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import torch
-from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, ProgressBar
 from skorch.utils import noop
 
 from . import _torch
@@ -76,6 +76,7 @@ def make_net(
     grad_clip=None,
     verbose=0,
     callbacks=(),
+    user_callbacks=None,
     train_split=None,
     iterator_train=ShuffledBatches,
     **net_params,
@@ -107,6 +108,9 @@ def make_net(
         ``>= 2`` also skorch's table of epoch losses.
     callbacks : sequence of (name, skorch.callbacks.Callback)
         Method-specific callbacks, run after the shared ones.
+    user_callbacks : list of Callback or (name, Callback) pairs, default=None
+        The estimator's ``callbacks`` parameter, run last; see
+        :func:`named_callbacks`.
     train_split : callable or None, default=None
         skorch's split of the training data into training and validation
         sets; ``None`` trains on everything.
@@ -140,6 +144,7 @@ def make_net(
         )
     if verbose:
         shared.append(("progress", ProgressBar(postfix_keys=["train_loss"])))
+    own = shared + list(callbacks)
     net = net_class(
         module=module,
         criterion=criterion,
@@ -150,11 +155,41 @@ def make_net(
         iterator_train=iterator_train,
         iterator_train__seed=int(seed),
         device=str(device),
-        callbacks=shared + list(callbacks),
+        callbacks=own + named_callbacks(user_callbacks, taken=[name for name, _ in own]),
         verbose=max(0, verbose - 1),
         **net_params,
     )
     return net.initialize()
+
+
+def named_callbacks(callbacks, *, taken=()):
+    """An estimator's ``callbacks`` parameter as checked ``(name, callback)`` pairs.
+
+    A bare callback is named after its class, as skorch names it; names
+    must be unique and differ from the callbacks the library adds itself
+    (``taken``), which a user's callback would otherwise silently replace.
+    """
+    if callbacks is None:
+        return []
+    pairs = []
+    for entry in callbacks:
+        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
+            name, callback = entry
+        else:
+            name, callback = type(entry).__name__, entry
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"callbacks must hold skorch callbacks or (name, callback) pairs; got {type(callback).__name__}."
+            )
+        pairs.append((name, callback))
+    names = [name for name, _ in pairs]
+    clashes = sorted({name for name in names if names.count(name) > 1 or name in taken})
+    if clashes:
+        raise ValueError(
+            f"callbacks: the names {clashes} are given twice or taken by the estimator's own callbacks "
+            f"{sorted(taken)}; give each callback a distinct name with a (name, callback) pair."
+        )
+    return pairs
 
 
 def init_layer_(layer, generator):

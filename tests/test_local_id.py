@@ -575,8 +575,10 @@ def test_minilm_token_embeddings_through_a_pipeline():
 def test_grokking_example_reproduces_the_lid_drop_before_generalisation():
     """The paper's training-dynamics claim, at CPU scale (the gallery example).
 
-    Asserts what the example measures: the network memorises, then the mean
-    LID of its hidden layer starts to fall before test accuracy rises.
+    Asserts what the example measures: the transformer memorises, then the
+    mean LID of its residual stream starts to fall before test accuracy
+    leaves its memorisation plateau, and the model does generalise. The
+    tracker's table is the one the example plots.
     """
     import runpy
     from pathlib import Path
@@ -587,4 +589,6 @@ def test_grokking_example_reproduces_the_lid_drop_before_generalisation():
     example = Path(__file__).parents[1] / "examples" / "plot_grokking_local_id.py"
     result = runpy.run_path(str(example))
     assert result["memorised"] < result["lid_onset"] < result["test_onset"]
-    assert result["test_accuracy"][-1] > 0.95
+    # Late training has loss spikes (Adam's "slingshots"), so the last checkpoint may sit in one.
+    assert result["test_accuracy"].max() > 0.95
+    assert result["history"]["step"].tolist() == list(range(0, 1201, 50))

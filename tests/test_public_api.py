@@ -91,3 +91,12 @@ def test_a_tensor_in_gives_a_tensor_out_on_the_device(estimator, device):
         assert isinstance(getattr(estimator, method)(X), np.ndarray), method
     if is_classifier(estimator):
         assert isinstance(estimator.predict(tensor), np.ndarray)
+
+
+def test_the_estimators_trained_by_gradient_descent_take_callbacks():
+    """README: the seven estimators trained with skorch take ``callbacks`` (test_lid_tracker runs them)."""
+    taking = {cls.__name__ for cls in PUBLIC_ESTIMATORS if "callbacks" in inspect.signature(cls.__init__).parameters}
+    assert taking == {
+        "MatchingPursuitSAE", "TopKSAE", "TorchMLPClassifier", "SDMCalibrator", "PartPrototypeClassifier",
+        "ChannelClusterForecaster", "SESARanker",
+    }

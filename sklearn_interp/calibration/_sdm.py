@@ -509,6 +509,12 @@ class SDMCalibrator(
         Decides the splits, initial weights and batch orders.
     verbose : int, default=0
         ``>= 1`` shows a progress bar over repeats and epochs.
+    callbacks : list of skorch Callback or (name, Callback) pairs, default=None
+        Further skorch callbacks, run during training after the library's
+        own: a :class:`~sklearn_interp.manifold.LocalIDTracker`,
+        ``skorch.callbacks.EpochScoring``, ``LRScheduler``, ...
+        Every repeat trains a fresh net (callbacks are re-initialised) one
+        epoch per ``partial_fit``.
 
     Attributes
     ----------
@@ -618,6 +624,7 @@ class SDMCalibrator(
 
     _parameter_constraints: dict = {
         **TorchEstimatorMixin._torch_parameter_constraints,
+        "callbacks": [list, None],
         "estimator": [HasMethods(["fit"]), None],
         "exemplar_dim": [Interval(Integral, 1, None, closed="left")],
         "exemplar_transform": [callable, None],
@@ -659,6 +666,7 @@ class SDMCalibrator(
         dtype="float32",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.estimator = estimator
         self.exemplar_dim = exemplar_dim
@@ -680,6 +688,7 @@ class SDMCalibrator(
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # -- fitting ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -816,6 +825,7 @@ class SDMCalibrator(
         net = make_net(
             _ChangeOfBaseNet, module, torch.nn.CrossEntropyLoss(),
             device=device, batch_size=self.batch_size, learning_rate=self.learning_rate, seed=int(seeds[1]),
+            user_callbacks=self.callbacks,
         )
         # Epoch 1 is plain cross-entropy: q = e − 2 and d = 1.
         q_tr = torch.full((X_tr.shape[0],), math.e - 2, device=device, dtype=dtype)

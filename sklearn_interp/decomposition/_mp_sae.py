@@ -476,6 +476,7 @@ class _BaseSparseAutoencoder(
         "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
         "k_inference": [Interval(Integral, 1, None, closed="left"), None],
         "init": [StrOptions({"gaussian", "data"}), "array-like"],
+        "callbacks": [list, None],
         **TorchEstimatorMixin._torch_parameter_constraints,
     }
 
@@ -502,6 +503,7 @@ class _BaseSparseAutoencoder(
         dtype=None,
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.n_components = n_components
         self.k = k
@@ -523,6 +525,7 @@ class _BaseSparseAutoencoder(
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _encoder_options(self):
         """Keyword arguments of the encoder beyond the atoms and the step count."""
@@ -618,6 +621,7 @@ class _BaseSparseAutoencoder(
             tol=self.tol,
             grad_clip=self.grad_clip,
             verbose=self.verbose,
+            user_callbacks=self.callbacks,
             callbacks=callbacks,
         )
 
@@ -844,7 +848,12 @@ _SHARED_PARAMETERS_DOC = """
 
     verbose : int, default=0
         A progress bar over the batches of every epoch (and of encoding)
-        when ``>= 1``."""
+        when ``>= 1``.
+
+    callbacks : list of skorch Callback or (name, Callback) pairs, default=None
+        Further skorch callbacks, run during training after the library's
+        own: a :class:`~sklearn_interp.manifold.LocalIDTracker`,
+        ``skorch.callbacks.EpochScoring``, ``LRScheduler``, ..."""
 
 _ATTRIBUTES_DOC = """
     components_ : ndarray of shape (n_components, n_features)
@@ -996,6 +1005,7 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
         dtype=None,
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         super().__init__(
             n_components,
@@ -1018,6 +1028,7 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
+            callbacks=callbacks,
         )
         self.nonnegative = nonnegative
         self.residual_threshold = residual_threshold

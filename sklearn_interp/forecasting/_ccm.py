@@ -786,6 +786,10 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         ``>= 1`` shows a progress bar per epoch.
+    callbacks : list of skorch Callback or (name, Callback) pairs, default=None
+        Further skorch callbacks, run during training after the library's
+        own: a :class:`~sklearn_interp.manifold.LocalIDTracker`,
+        ``skorch.callbacks.EpochScoring``, ``LRScheduler``, ...
 
     Attributes
     ----------
@@ -852,6 +856,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
 
     _parameter_constraints: dict = {
         **TorchEstimatorMixin._torch_parameter_constraints,
+        "callbacks": [list, None],
         "base": [StrOptions({"dlinear", "linear", "mlp", "tsmixer"})],
         "n_clusters": [Interval(Integral, 1, None, closed="left"), None],
         "cluster_ratio": [Interval(Real, 0, 1, closed="right")],
@@ -909,6 +914,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         dtype="float32",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.base = base
         self.n_clusters = n_clusters
@@ -938,6 +944,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # -- inputs ----------------------------------------------------------------
     def _validate_windows(self, X, *, reset):
@@ -1070,6 +1077,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
             learning_rate=self.learning_rate,
             seed=int(seeds[1]),
             verbose=self.verbose,
+            user_callbacks=self.callbacks,
             callbacks=self._callbacks(validate),
             train_split=tail if validate else None,
             iterator_train=_ChannelShuffledBatches if self.shuffle_channels else ShuffledBatches,

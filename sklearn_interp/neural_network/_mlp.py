@@ -177,6 +177,10 @@ class TorchMLPClassifier(_TorchClassifierBase):
         starts.
     verbose : int, default=0
         ``>= 1`` shows a progress bar per epoch.
+    callbacks : list of skorch Callback or (name, Callback) pairs, default=None
+        Further skorch callbacks, run during training after the library's
+        own: a :class:`~sklearn_interp.manifold.LocalIDTracker`,
+        ``skorch.callbacks.EpochScoring``, ``LRScheduler``, ...
 
     Attributes
     ----------
@@ -221,6 +225,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "tol": [Interval(Real, 0, None, closed="left"), None],
+        "callbacks": [list, None],
         **TorchEstimatorMixin._torch_parameter_constraints,
     }
 
@@ -239,6 +244,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         dtype="float32",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.adversarial = adversarial
@@ -252,6 +258,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _attack(self):
         if self.adversarial is None:
@@ -302,6 +309,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
             seed=int(seeds[1]),
             tol=self.tol,
             verbose=self.verbose,
+            user_callbacks=self.callbacks,
         )
         self.net_.attack_ = self._attack()
         self.net_.attack_seed_ = int(seeds[2])

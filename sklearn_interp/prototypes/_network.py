@@ -266,6 +266,10 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
     dtype : {"float32", "float64"}, default="float32"
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+    callbacks : list of skorch Callback or (name, Callback) pairs, default=None
+        Further skorch callbacks, run during training after the library's
+        own: a :class:`~sklearn_interp.manifold.LocalIDTracker`,
+        ``skorch.callbacks.EpochScoring``, ``LRScheduler``, ...
 
     Attributes
     ----------
@@ -325,6 +329,7 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
         "lr_decay": [Interval(Real, 0, 1, closed="right")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "image_shape": [tuple, None],
+        "callbacks": [list, None],
         **TorchEstimatorMixin._torch_parameter_constraints,
     }
 
@@ -354,6 +359,7 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
         dtype="float32",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.channels = channels
         self.prototypes_per_class = prototypes_per_class
@@ -378,6 +384,7 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _callbacks(self):
         callbacks = [
@@ -444,6 +451,7 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
             learning_rate=self.lr_head,
             seed=int(seeds[1]),
             verbose=self.verbose,
+            user_callbacks=self.callbacks,
             callbacks=self._callbacks(),
             optimizer__param_groups=self._param_groups(),
         )

@@ -482,6 +482,10 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         A progress bar over the batches of every epoch when ``>= 1``.
+    callbacks : list of skorch Callback or (name, Callback) pairs, default=None
+        Further skorch callbacks, run during training after the library's
+        own: a :class:`~sklearn_interp.manifold.LocalIDTracker`,
+        ``skorch.callbacks.EpochScoring``, ``LRScheduler``, ...
 
     Attributes
     ----------
@@ -562,6 +566,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "callbacks": [list, None],
         **TorchEstimatorMixin._torch_parameter_constraints,
     }
 
@@ -599,6 +604,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         dtype="float32",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.encoder = encoder
         self.shared_encoder = shared_encoder
@@ -631,6 +637,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # -- inputs ----------------------------------------------------------------
     def _pairs(self, X, *, reset, y=None):
@@ -944,6 +951,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             learning_rate=self.learning_rate,
             seed=int(seeds[1]),
             verbose=self.verbose,
+            user_callbacks=self.callbacks,
             callbacks=callbacks,
             iterator_train=_QueryGroupBatches,
         )
