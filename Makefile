@@ -40,8 +40,9 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
+# make tour ARGS=--verbose shows the progress bars.
 tour: $(STAMP)
-	$(PY) -m sklearn_interp.tour
+	$(PY) -m sklearn_interp.tour $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q

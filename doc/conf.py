@@ -52,6 +52,16 @@ sphinx_gallery_conf = {
     "reference_url": {"sklearn_interp": None},
 }
 
-html_theme = "alabaster"
+# The theme scikit-learn's own documentation uses: a wide content column, so
+# code blocks and figures are legible, and a page outline on the right.
+html_theme = "pydata_sphinx_theme"
+html_title = f"sklearn_interp {release}"
 html_static_path = []
-html_theme_options = {"description": "Interpretability methods as scikit-learn estimators"}
+html_theme_options = {
+    "navbar_align": "left",
+    "secondary_sidebar_items": ["page-toc"],
+    "show_prev_next": False,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+copyright = f"2026, {author}. BSD-3-Clause licence"

@@ -29,7 +29,7 @@ print(f"{X.shape[0]} tokens; R² = {snmf.score(X):.3f}; "
 
 # %%
 # Each panel is one feature: its eight most strongly coded tokens.
-display = SNMFFeatureDisplay.from_estimator(snmf, acts.tokens_, n_tokens=8)
+display = SNMFFeatureDisplay.from_estimator(snmf, acts.tokens_, n_tokens=8, n_cols=2)
 plt.show()
 
 # %%

@@ -16,6 +16,7 @@ import argparse
 import html
 import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -759,6 +760,65 @@ def steering_step(data):
 
 STEPS = [snmf_step, local_id_step, mp_sae_step, diffroar_step, sdm_step, consistency_step, ccm_step, sesa_step,
          causal_step, steering_step]
+# Console width the printed table is wrapped to.
+TABLE_WIDTH = 100
+
+
+def _step_name(step):
+    return step.__name__.removesuffix("_step")
+
+
+@contextmanager
+def _quiet_hugging_face():
+    """Hugging Face's progress bars and info messages off while the tour runs, as they were after."""
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        yield
+        return
+    hub_bars_were_off = are_progress_bars_disabled()
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    verbosity = transformers_logging.get_verbosity()
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
+        if not hub_bars_were_off:
+            enable_progress_bars()
+
+
+def format_table(table, width=TABLE_WIDTH):
+    """The tour's table as text no wider than ``width``: long cells wrap inside their column."""
+    import textwrap
+
+    columns = list(table.columns)
+    cells = [[str(value) for value in row] for row in table.itertuples(index=False)]
+    natural = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
+    # Narrow columns keep their width; the widest ones share what is left.
+    widths = list(natural)
+    gaps = 2 * (len(columns) - 1)
+    while sum(widths) + gaps > width:
+        widest = int(np.argmax(widths))
+        widths[widest] -= 1
+    lines = []
+
+    def emit(row):
+        wrapped = [textwrap.wrap(cell, widths[i]) or [""] for i, cell in enumerate(row)]
+        for k in range(max(len(parts) for parts in wrapped)):
+            parts = [(w[k] if k < len(w) else "").ljust(widths[i]) for i, w in enumerate(wrapped)]
+            lines.append("  ".join(parts).rstrip())
+
+    emit(columns)
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        emit(row)
+    return "\n".join(lines)
 
 
 def _write_html(steps, table, out):
@@ -780,8 +840,22 @@ def _write_html(steps, table, out):
     return path
 
 
-def run_tour(out="tour_output", *, n_sentences=1000, verbose=1):
+def run_tour(out="tour_output", *, n_sentences=1000, verbose=0, steps=None, log=None):
     """Run every step and write the table, figures and page to ``out``.
+
+    Parameters
+    ----------
+    out : str or path, default="tour_output"
+    n_sentences : int, default=1000
+        Docstring sentences embedded for the language-model steps.
+    verbose : int, default=0
+        0: no progress bars (the library's or Hugging Face's); 1: the bars.
+    steps : list of str, default=None
+        Names of the steps to run (``"snmf"``, ``"local_id"``, ...); all by
+        default.
+    log : callable, default=None
+        Called with one line when each step is done (``print`` in the
+        console tour).
 
     Returns
     -------
@@ -795,8 +869,18 @@ def run_tour(out="tour_output", *, n_sentences=1000, verbose=1):
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    chosen = STEPS if steps is None else [step for step in STEPS if _step_name(step) in set(steps)]
+    unknown = sorted(set(steps or ()) - {_step_name(step) for step in STEPS})
+    if unknown:
+        raise ValueError(f"Unknown tour steps {unknown}; the steps are {[_step_name(s) for s in STEPS]}.")
     data = TourData(out=out, n_sentences=n_sentences, verbose=verbose)
-    steps = [step(data) for step in STEPS]
+    steps = []
+    with nullcontext() if verbose else _quiet_hugging_face():
+        for position, step in enumerate(chosen, start=1):
+            start = time.perf_counter()
+            steps.append(step(data))
+            if log is not None:
+                log(f"[{position}/{len(chosen)}] {steps[-1].method}: done in {time.perf_counter() - start:.0f} s")
     table = pd.DataFrame(
         {
             "method": [s.method for s in steps],
@@ -814,11 +898,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="tour_output", help="folder for figures and index.html")
     parser.add_argument("--n-sentences", type=int, default=1000, help="docstring sentences to embed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true", help="show progress bars")
+    parser.add_argument("--steps", nargs="+", default=None, help="run only these steps (snmf, local_id, ...)")
     args = parser.parse_args(argv)
-    table = run_tour(args.out, n_sentences=args.n_sentences, verbose=0 if args.quiet else 1)
-    with pd.option_context("display.max_colwidth", None, "display.width", 200):
-        print(table.to_string(index=False))
+    table = run_tour(
+        args.out, n_sentences=args.n_sentences, verbose=int(args.verbose), steps=args.steps,
+        log=lambda line: print(line, flush=True),
+    )
+    print()
+    print(format_table(table))
     for line in table.attrs.get("printed", []):
         print(line)
     print(f"\nFigures and page: {Path(args.out) / 'index.html'}")

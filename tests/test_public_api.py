@@ -14,7 +14,7 @@ from sklearn_interp.evaluation import ConsistencyScorer
 from test_common import ARRAY_ESTIMATORS
 
 SUBPACKAGES = [
-    "activations", "calibration", "decomposition", "evaluation", "forecasting", "manifold",
+    "activations", "calibration", "decomposition", "evaluation", "forecasting", "io", "manifold",
     "neural_network", "prototypes", "ranking",
 ]
 THE_EIGHT = [
@@ -38,8 +38,14 @@ PUBLIC_ESTIMATORS = sorted(set(_public_estimators()), key=lambda cls: cls.__name
 # numbers take no random_state; those whose work is one pass over the data or a
 # few forward passes of a model someone else trained take no verbose; ConsistencyScorer computes in the
 # dtype of the model it scores.
-NO_RANDOM_STATE = {"DiffMeanDirections", "TransformerActivations", "SentenceEmbeddings", "TorchModuleClassifier", "TorchPrototypeAdapter"}
-NO_VERBOSE = {"AttributionMasker", "ConsistencyScorer", "DiffMeanDirections", "TorchModuleClassifier", "TorchPrototypeAdapter"}
+NO_RANDOM_STATE = {
+    "DiffMeanDirections", "TransformerActivations", "SentenceEmbeddings", "TorchModuleClassifier",
+    "TorchPrototypeAdapter", "PretrainedSAE",
+}
+NO_VERBOSE = {
+    "AttributionMasker", "ConsistencyScorer", "DiffMeanDirections", "TorchModuleClassifier", "TorchPrototypeAdapter",
+    "PretrainedSAE",
+}
 NO_DTYPE = {"ConsistencyScorer"}
 
 

@@ -791,6 +791,29 @@ class SNMFDecomposer(
                 codes[rows] = G
         return _torch.to_output(codes, as_tensor)
 
+    def save_pretrained(self, path, *, hook_name=None, model_name=None):
+        """Write the fitted model to a folder in SAELens's layout.
+
+        See :func:`sklearn_interp.io.save_pretrained`;
+        :func:`sklearn_interp.io.load_pretrained` reads it back.
+
+        Parameters
+        ----------
+        path : str or path
+            The folder.
+        hook_name : str, default=None
+            Where the activations came from.
+        model_name : str, default=None
+            The model they came from.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from ..io import save_pretrained
+
+        return save_pretrained(self, path, hook_name=hook_name, model_name=model_name)
+
     def inverse_transform(self, X):
         """Map codes back to activation space: ``X @ components_``.
 

@@ -46,7 +46,7 @@ class SNMFFeatureDisplay:
         self.features = features
 
     @classmethod
-    def from_estimator(cls, estimator, tokens, *, features=None, n_tokens=8, ax=None, n_cols=4):
+    def from_estimator(cls, estimator, tokens, *, features=None, n_tokens=8, ax=None, n_cols=2):
         """Show the training tokens that express each feature most strongly.
 
         Parameters
@@ -61,8 +61,9 @@ class SNMFFeatureDisplay:
             Tokens per feature.
         ax : array of matplotlib Axes, default=None
             One axes per feature; ``None`` makes a new figure.
-        n_cols : int, default=4
-            Columns of the new figure's grid.
+        n_cols : int, default=2
+            Columns of the new figure's grid; two keep the labels legible
+            at a page's text width.
 
         Returns
         -------
@@ -86,15 +87,16 @@ class SNMFFeatureDisplay:
         )
         return display.plot(ax=ax, n_cols=n_cols)
 
-    def plot(self, *, ax=None, n_cols=4):
+    def plot(self, *, ax=None, n_cols=2):
         """Draw the bars.
 
         Parameters
         ----------
         ax : array of matplotlib Axes, default=None
             One axes per feature; ``None`` makes a new figure.
-        n_cols : int, default=4
-            Columns of the new figure's grid.
+        n_cols : int, default=2
+            Columns of the new figure's grid; two keep the labels legible
+            at a page's text width.
 
         Returns
         -------
@@ -114,9 +116,9 @@ class SNMFFeatureDisplay:
         for axis, feature, tokens, codes in zip(axes, self.features, self.tokens, self.codes):
             positions = np.arange(len(tokens))[::-1]
             axis.barh(positions, codes, color="tab:blue")
-            axis.set_yticks(positions, [repr(token) for token in tokens], fontsize=8)
-            axis.set_title(f"feature {feature}", fontsize=9)
-            axis.tick_params(axis="x", labelsize=7)
+            axis.set_yticks(positions, [repr(token) for token in tokens], fontsize=9)
+            axis.set_title(f"feature {feature}", fontsize=10)
+            axis.tick_params(axis="x", labelsize=8)
         self.axes_ = axes
         self.figure_ = axes[0].figure
         self.figure_.tight_layout()
