@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import textwrap
 import os
 import time
 from contextlib import contextmanager, nullcontext
@@ -795,8 +796,6 @@ def _quiet_hugging_face():
 
 def format_table(table, width=TABLE_WIDTH):
     """The tour's table as text no wider than ``width``: long cells wrap inside their column."""
-    import textwrap
-
     columns = list(table.columns)
     cells = [[str(value) for value in row] for row in table.itertuples(index=False)]
     natural = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
@@ -908,7 +907,7 @@ def main(argv=None):
     print()
     print(format_table(table))
     for line in table.attrs.get("printed", []):
-        print(line)
+        print(textwrap.fill(line, TABLE_WIDTH, subsequent_indent="    ", break_long_words=False))
     print(f"\nFigures and page: {Path(args.out) / 'index.html'}")
 
 

@@ -57,7 +57,9 @@ def test_residual_site_and_token_table(texts):
     X = acts.transform(texts[:3])
     table = acts.token_table()
     assert X.shape == (len(table), 384)
-    assert list(table.columns) == ["document", "position", "token", "context"]
+    assert list(table.columns) == ["document", "position", "token", "context", "context_start", "context_end"]
+    for context, start, end in zip(table["context"], table["context_start"], table["context_end"]):
+        assert context[start - 2:start] == "[[" and context[end:end + 2] == "]]"
     # The context shows the token's own characters in [[ ]] inside its text.
     for row in table.itertuples():
         assert "[[" in row.context and row.context.replace("[[", "").replace("]]", "") in texts[row.document]

@@ -593,3 +593,18 @@ def test_training_is_bitwise_reproducible_with_several_threads():
         torch.set_num_threads(threads)
     for fit in fits[1:]:
         np.testing.assert_array_equal(fit.components_, fits[0].components_)
+
+
+@pytest.mark.parametrize("cls", [TopKSAE, MatchingPursuitSAE])
+def test_lr_warmup_scales_the_first_steps_and_then_reaches_the_learning_rate(cls):
+    X = np.random.default_rng(0).normal(size=(256, 10)).astype(np.float32)
+    params = dict(n_components=16, k=3, max_epochs=1, batch_size=256, random_state=0, device="cpu")
+    initial = cls(**params, learning_rate=1e-12).fit(X).components_
+    plain = np.abs(cls(**params).fit(X).components_ - initial).max()
+    warm = cls(**params, lr_warmup_steps=10).fit(X)
+    # Adam's first step moves each weight by about the step size, so one step at a tenth of it moves a tenth as far.
+    assert 0.08 < np.abs(warm.components_ - initial).max() / plain < 0.12
+    assert warm.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(2e-4)  # the second step's rate
+    longer = cls(**{**params, "max_epochs": 3, "batch_size": 64}, lr_warmup_steps=8).fit(X)  # 12 steps
+    assert longer.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(longer)).transform(X), longer.transform(X))

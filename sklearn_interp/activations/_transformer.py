@@ -316,6 +316,14 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
             for position in kept.tolist():
                 contexts.append(_context(text, offsets[offset, position].tolist()) if offsets is not None else None)
         table = pd.DataFrame({"document": row_documents, "position": positions, "token": tokens, "context": contexts})
+        # Where the token's own characters sit inside its context: the text may hold "[[" itself.
+        table["context_start"] = table["context_end"] = -1
+        if offsets is not None:
+            spans = [offsets[offset, position].tolist() for offset, mask in enumerate(keep)
+                     for position in torch.nonzero(mask).flatten().tolist()]
+            starts = np.array([min(start, _CONTEXT_CHARS) + 2 for start, _ in spans], dtype=np.int64)
+            table["context_start"] = starts
+            table["context_end"] = starts + np.array([end - start for start, end in spans], dtype=np.int64)
         return rows, table
 
     def _encode(self, tokenizer, texts):
@@ -358,6 +366,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         self.document_index_ = table["document"].to_numpy(dtype=np.int64)
         self.position_ = table["position"].to_numpy(dtype=np.int64)
         self._contexts = table["context"].to_numpy(dtype=object)
+        self._context_marks = table[["context_start", "context_end"]].to_numpy(dtype=np.int64)
         rows = torch.cat(rows)
         return _torch.to_numpy(rows[torch.as_tensor(text_order, device=rows.device)])
 
@@ -367,15 +376,21 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         Returns
         -------
         table : pandas.DataFrame
-            Columns ``document``, ``position``, ``token`` and ``context``
+            Columns ``document``, ``position``, ``token``, ``context``
             (up to 40 characters either side, the token's own characters in
             ``[[ ]]``; ``None`` for a tokenizer that gives no character
-            offsets), one row per activation row.
+            offsets) and ``context_start``, ``context_end``: the slice of
+            ``context`` that is the token's own characters (the text may
+            contain ``[[`` itself; -1 without a context), one row per
+            activation row.
         """
         check_is_fitted(self, "tokens_")
+        marks = getattr(self, "_context_marks", None)
+        if marks is None:
+            marks = np.full((len(self.tokens_), 2), -1, dtype=np.int64)
         return pd.DataFrame(
             {"document": self.document_index_, "position": self.position_, "token": self.tokens_,
-             "context": getattr(self, "_contexts", None)}
+             "context": getattr(self, "_contexts", None), "context_start": marks[:, 0], "context_end": marks[:, 1]}
         )
 
     def get_feature_names_out(self, input_features=None):

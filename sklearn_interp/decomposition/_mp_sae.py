@@ -30,7 +30,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
+from torch.optim.lr_scheduler import LambdaLR
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -384,6 +385,16 @@ class _AutoencoderNet(NeuralNet):
         return self.criterion_(residual, indices, self.module_.selection_atoms, training=training)
 
 
+class _LinearWarmup:
+    """Step-size factor ``min(1, (step + 1) / n_steps)``: a class, so that the fitted net pickles."""
+
+    def __init__(self, n_steps):
+        self.n_steps = n_steps
+
+    def __call__(self, step):
+        return min(1.0, (step + 1) / self.n_steps)
+
+
 class _ProjectAtoms(Callback):
     """Put the decoder atoms back on the sphere (or in the ball) after every step."""
 
@@ -470,6 +481,7 @@ class _BaseSparseAutoencoder(
         "dropout_epochs": [Interval(Integral, 0, None, closed="left")],
         "revive_dead": [Interval(Real, 0, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "lr_warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), None],
@@ -493,6 +505,7 @@ class _BaseSparseAutoencoder(
         dropout_epochs=1,
         revive_dead=0.0,
         learning_rate=1e-3,
+        lr_warmup_steps=0,
         batch_size=256,
         max_epochs=10,
         tol=None,
@@ -515,6 +528,7 @@ class _BaseSparseAutoencoder(
         self.dropout_epochs = dropout_epochs
         self.revive_dead = revive_dead
         self.learning_rate = learning_rate
+        self.lr_warmup_steps = lr_warmup_steps
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.tol = tol
@@ -610,6 +624,9 @@ class _BaseSparseAutoencoder(
         callbacks = [("project_atoms", _ProjectAtoms(self.normalize)), ("atom_usage", _AtomUsage())]
         if self.atom_dropout > 0 and self.dropout_epochs > 0:
             callbacks.append(("atom_dropout", _AtomDropout(self.atom_dropout, self.dropout_epochs, int(seeds[2]))))
+        if self.lr_warmup_steps:
+            warmup = LRScheduler(policy=LambdaLR, lr_lambda=_LinearWarmup(self.lr_warmup_steps), step_every="batch")
+            callbacks.append(("lr_warmup", warmup))
         self.net_ = make_net(
             _AutoencoderNet,
             module,
@@ -835,6 +852,12 @@ _SHARED_PARAMETERS_DOC = """
     learning_rate : float, default=1e-3
         Adam's step size.
 
+    lr_warmup_steps : int, default=0
+        Raise the step size linearly from ``learning_rate / lr_warmup_steps``
+        to ``learning_rate`` over the first ``lr_warmup_steps`` optimiser
+        steps, as SAE training recipes do (SAELens, sparsify); 0 starts at
+        ``learning_rate``.
+
     batch_size : int, default=256
         Rows per training batch, and per encoding batch (bounds the memory
         of ``transform`` and ``score``).
@@ -1017,6 +1040,7 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
         dropout_epochs=1,
         revive_dead=0.0,
         learning_rate=1e-3,
+        lr_warmup_steps=0,
         batch_size=256,
         max_epochs=10,
         tol=None,
@@ -1041,6 +1065,7 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
             dropout_epochs=dropout_epochs,
             revive_dead=revive_dead,
             learning_rate=learning_rate,
+            lr_warmup_steps=lr_warmup_steps,
             batch_size=batch_size,
             max_epochs=max_epochs,
             tol=tol,

@@ -78,7 +78,9 @@ def _dictionary_tensors(estimator, architecture):
     }
 
 
-def save_pretrained(estimator, path, *, hook_name=None, model_name=None):
+def save_pretrained(
+    estimator: BaseEstimator, path: str | Path, *, hook_name: str | None = None, model_name: str | None = None
+) -> Path:
     """Write a fitted TopKSAE, MatchingPursuitSAE or SNMFDecomposer to a folder in SAELens's layout.
 
     Parameters
@@ -156,7 +158,7 @@ def _read_folder(path):
     return folder, config, load_file(str(folder / WEIGHTS_FILE))
 
 
-def load_pretrained(path, *, device="auto"):
+def load_pretrained(path: str | Path, *, device: str = "auto") -> BaseEstimator:
     """Load an SAE folder: one this library saved, or an SAELens ``standard`` or ``topk`` SAE.
 
     Parameters
@@ -294,7 +296,7 @@ class PretrainedSAE(ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, Transf
         self.dtype = dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
+    def fit(self, X=None, y=None) -> PretrainedSAE:
         """Check the weights' shapes (nothing is learned).
 
         Parameters

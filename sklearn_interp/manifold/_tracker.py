@@ -214,7 +214,7 @@ class LocalIDTracker(Callback):
         self.verbose = verbose
 
     # -- state ---------------------------------------------------------------
-    def initialize(self):
+    def initialize(self) -> LocalIDTracker:
         """Forget every recorded step (skorch calls it when a net is (re)initialised)."""
         validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False), type(self).__name__)
         self.history_ = []
@@ -226,7 +226,7 @@ class LocalIDTracker(Callback):
         if not hasattr(self, "history_"):
             self.initialize()
 
-    def table(self):
+    def table(self) -> pd.DataFrame:
         """The recorded steps as a DataFrame, one row per (step, split, layer).
 
         Returns
@@ -266,7 +266,7 @@ class LocalIDTracker(Callback):
             )
         return rows
 
-    def record(self, step, X, *, split="train", layer=None, **metrics):
+    def record(self, step: float, X, *, split: str = "train", layer: int | str | None = None, **metrics) -> dict:
         """Estimate the local IDs of ``X``'s sample and add a row to the table.
 
         Parameters
@@ -329,8 +329,9 @@ class LocalIDTracker(Callback):
         return row
 
     def record_checkpoints(
-        self, checkpoints, texts, *, layer, site="residual", steps=None, metrics=None, max_length=128, batch_size=32
-    ):
+        self, checkpoints, texts, *, layer: int | list[int], site: str = "residual", steps=None,
+        metrics: list[dict] | None = None, max_length: int = 128, batch_size: int = 32,
+    ) -> LocalIDTracker:
         """Record the token embeddings of ``texts`` at every checkpoint folder.
 
         Each checkpoint is loaded in turn (one at a time, so memory holds
@@ -440,7 +441,9 @@ class LocalIDTracker(Callback):
             self._record_probes(net, epoch)
 
     # -- the paper's heuristic -----------------------------------------------
-    def lag_correlation(self, metric, *, lags=(0, 1, 2), higher_is_better=True):
+    def lag_correlation(
+        self, metric: str, *, lags: tuple[int, ...] = (0, 1, 2), higher_is_better: bool = True
+    ) -> pd.DataFrame:
         """Does a drop in mean LID precede a gain in ``metric``?
 
         For each split and layer, with the steps in order, the correlation
