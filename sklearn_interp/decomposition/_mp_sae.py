@@ -45,6 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _torch
 from .._training import epoch_losses, make_net
 from ..base import TorchEstimatorMixin, _r2, _top_rows, _total_sum_of_squares
+from ..io._pretrained import SAELensFolderMixin
 
 # The geometric median that initialises the bias is a statistic of the data,
 # not a fit: a sample of this many rows pins it down.
@@ -455,7 +456,7 @@ class _AtomUsage(Callback):
 
 
 class _BaseSparseAutoencoder(
-    TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    SAELensFolderMixin, TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
     """Training, encoding and decoding shared by the sparse autoencoders.
 
@@ -739,29 +740,6 @@ class _BaseSparseAutoencoder(
         for rows, batch_indices, batch_values, _ in self._encoded_batches(X_t, n_steps, **options):
             indices[rows], values[rows] = batch_indices, batch_values
         return _torch.to_output(indices, as_tensor), _torch.to_output(values, as_tensor)
-
-    def save_pretrained(self, path, *, hook_name=None, model_name=None):
-        """Write the fitted model to a folder in SAELens's layout.
-
-        See :func:`sklearn_interp.io.save_pretrained`;
-        :func:`sklearn_interp.io.load_pretrained` reads it back.
-
-        Parameters
-        ----------
-        path : str or path
-            The folder.
-        hook_name : str, default=None
-            Where the activations came from.
-        model_name : str, default=None
-            The model they came from.
-
-        Returns
-        -------
-        path : pathlib.Path
-        """
-        from ..io import save_pretrained
-
-        return save_pretrained(self, path, hook_name=hook_name, model_name=model_name)
 
     def inverse_transform(self, X):
         """Map codes back to activations: ``X @ components_ + bias_``.

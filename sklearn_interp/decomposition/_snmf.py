@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
 from ..base import TorchEstimatorMixin, _r2, _top_rows, _total_sum_of_squares
+from ..io._pretrained import SAELensFolderMixin
 
 # ---------------------------------------------------------------------------
 # The algorithm, on tensors. X is (n, d), G is (n, k) >= 0, F is (d, k).
@@ -395,7 +396,7 @@ def _solve_codes(X, F, *, solver, max_iter, tol, ridge, eps):
 
 
 class SNMFDecomposer(
-    TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    SAELensFolderMixin, TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
     """Semi-nonnegative factorisation of activations into sparse neuron groups.
 
@@ -790,29 +791,6 @@ class SNMFDecomposer(
             for rows, G in self._batched_codes(X_t):
                 codes[rows] = G
         return _torch.to_output(codes, as_tensor)
-
-    def save_pretrained(self, path, *, hook_name=None, model_name=None):
-        """Write the fitted model to a folder in SAELens's layout.
-
-        See :func:`sklearn_interp.io.save_pretrained`;
-        :func:`sklearn_interp.io.load_pretrained` reads it back.
-
-        Parameters
-        ----------
-        path : str or path
-            The folder.
-        hook_name : str, default=None
-            Where the activations came from.
-        model_name : str, default=None
-            The model they came from.
-
-        Returns
-        -------
-        path : pathlib.Path
-        """
-        from ..io import save_pretrained
-
-        return save_pretrained(self, path, hook_name=hook_name, model_name=model_name)
 
     def inverse_transform(self, X):
         """Map codes back to activation space: ``X @ components_``.

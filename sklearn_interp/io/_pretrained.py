@@ -147,6 +147,31 @@ def save_pretrained(
     return folder
 
 
+class SAELensFolderMixin:
+    """``save_pretrained`` for the estimators :func:`save_pretrained` knows."""
+
+    def save_pretrained(self, path, *, hook_name=None, model_name=None):
+        """Write the fitted model to a folder in SAELens's layout.
+
+        See :func:`sklearn_interp.io.save_pretrained`;
+        :func:`sklearn_interp.io.load_pretrained` reads it back.
+
+        Parameters
+        ----------
+        path : str or path
+            The folder.
+        hook_name : str, default=None
+            Where the activations came from.
+        model_name : str, default=None
+            The model they came from.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        return save_pretrained(self, path, hook_name=hook_name, model_name=model_name)
+
+
 def _read_folder(path):
     from safetensors.numpy import load_file
 
