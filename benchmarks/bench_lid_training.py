@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sklearn_interp.activations._language_model import _quiet_transformers
 from sklearn_interp.activations._transformer import resolve_model_path
 from sklearn_interp.datasets import load_python_docs_topics
 from sklearn_interp.manifold import LocalIDTracker
@@ -237,14 +238,12 @@ def main(argv=None):
     parser.add_argument("--figure", type=Path, default=None, help="where to write the figure (PNG)")
     parser.add_argument("--table", type=Path, default=None, help="where to write every tracker row (CSV)")
     args = parser.parse_args(argv)
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # a 'Loading weights' bar per checkpoint otherwise
 
     tables, correlations = [], []
     for seed in args.seeds:
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as folder:
+        # No 'Loading weights' bar per checkpoint.
+        with tempfile.TemporaryDirectory() as folder, _quiet_transformers(verbose=0):
             tracker = run_seed(seed, args, folder)
         table = tracker.table().assign(seed=seed)
         lagged = tracker.lag_correlation("val_accuracy", lags=(0, 1, 2)).assign(seed=seed)

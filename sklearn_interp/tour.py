@@ -17,7 +17,6 @@ import html
 import textwrap
 import os
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -769,31 +768,6 @@ def _step_name(step):
     return step.__name__.removesuffix("_step")
 
 
-@contextmanager
-def _quiet_hugging_face():
-    """Hugging Face's progress bars and info messages off while the tour runs, as they were after."""
-    try:
-        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-        from transformers.utils import logging as transformers_logging
-    except ImportError:
-        yield
-        return
-    hub_bars_were_off = are_progress_bars_disabled()
-    bars_were_on = transformers_logging.is_progress_bar_enabled()
-    verbosity = transformers_logging.get_verbosity()
-    disable_progress_bars()
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if bars_were_on:
-            transformers_logging.enable_progress_bar()
-        if not hub_bars_were_off:
-            enable_progress_bars()
-
-
 def format_table(table, width=TABLE_WIDTH):
     """The tour's table as text no wider than ``width``: long cells wrap inside their column."""
     columns = list(table.columns)
@@ -874,7 +848,9 @@ def run_tour(out="tour_output", *, n_sentences=1000, verbose=0, steps=None, log=
         raise ValueError(f"Unknown tour steps {unknown}; the steps are {[_step_name(s) for s in STEPS]}.")
     data = TourData(out=out, n_sentences=n_sentences, verbose=verbose)
     steps = []
-    with nullcontext() if verbose else _quiet_hugging_face():
+    from .activations._language_model import _quiet_transformers
+
+    with _quiet_transformers(verbose):
         for position, step in enumerate(chosen, start=1):
             start = time.perf_counter()
             steps.append(step(data))

@@ -55,18 +55,25 @@ def cache_folder():
 
 @contextlib.contextmanager
 def _quiet_transformers(verbose):
+    """Hugging Face's progress bars and info messages off unless ``verbose``, as they were afterwards."""
     transformers = _import_transformers()
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
     logging = transformers.utils.logging
     bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    hub_bars = not are_progress_bars_disabled()
     if not verbose:
         logging.disable_progress_bar()
         logging.set_verbosity_error()
+        disable_progress_bars()
     try:
         yield transformers
     finally:
         if bars:
             logging.enable_progress_bar()
         logging.set_verbosity(level)
+        if hub_bars:
+            enable_progress_bars()
 
 
 def _dequantised_smollm2(verbose):

@@ -306,7 +306,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
                 pass
         kept_device = keep.to(network.device)
         rows = torch.cat([captured[layer][0][kept_device] for layer in self.layers_], dim=1)
-        row_documents, positions, tokens, contexts = [], [], [], []
+        row_documents, positions, tokens, contexts, marks = [], [], [], [], []
         for offset, (ids, mask) in enumerate(zip(encoded["input_ids"], keep)):
             kept = torch.nonzero(mask).flatten()
             text = texts[documents[offset]]
@@ -314,16 +314,18 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
             row_documents.extend([documents[offset]] * kept.numel())
             positions.extend(kept.tolist())
             for position in kept.tolist():
-                contexts.append(_context(text, offsets[offset, position].tolist()) if offsets is not None else None)
+                if offsets is None:
+                    contexts.append(None)
+                    marks.append((-1, -1))
+                    continue
+                start, end = offsets[offset, position].tolist()
+                contexts.append(_context(text, (start, end)))
+                # Where the token's own characters sit in its context: the text may hold "[[" itself.
+                context_start = min(start, _CONTEXT_CHARS) + 2
+                marks.append((context_start, context_start + end - start))
         table = pd.DataFrame({"document": row_documents, "position": positions, "token": tokens, "context": contexts})
-        # Where the token's own characters sit inside its context: the text may hold "[[" itself.
-        table["context_start"] = table["context_end"] = -1
-        if offsets is not None:
-            spans = [offsets[offset, position].tolist() for offset, mask in enumerate(keep)
-                     for position in torch.nonzero(mask).flatten().tolist()]
-            starts = np.array([min(start, _CONTEXT_CHARS) + 2 for start, _ in spans], dtype=np.int64)
-            table["context_start"] = starts
-            table["context_end"] = starts + np.array([end - start for start, end in spans], dtype=np.int64)
+        marks = np.asarray(marks, dtype=np.int64).reshape(-1, 2)
+        table["context_start"], table["context_end"] = marks[:, 0], marks[:, 1]
         return rows, table
 
     def _encode(self, tokenizer, texts):

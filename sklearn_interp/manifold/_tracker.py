@@ -422,10 +422,10 @@ class LocalIDTracker(Callback):
         parameter = next(net.module_.parameters(), None)
         metrics = _history_metrics(net)
         for split, probe in self.probes.items():
-            inputs = probe if _torch.is_tensor(probe) else torch.as_tensor(np.asarray(probe))
-            if inputs.is_floating_point() and parameter is not None:
-                inputs = inputs.to(parameter.dtype)
-            inputs = inputs.to(net.device)
+            floating = probe.is_floating_point() if _torch.is_tensor(probe) else np.asarray(probe).dtype.kind == "f"
+            # Real-valued inputs in the network's precision; integer ones (token ids) as int64.
+            dtype = (parameter.dtype if parameter is not None else torch.float32) if floating else torch.int64
+            inputs = _torch.to_tensor(probe, net.device, dtype)
             self.record(step, self._embedded(net.module_, inputs), split=split, **metrics)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
