@@ -27,6 +27,9 @@ autosummary_generate = True
 # glossary too, so autodoc skips every one of them; their one-line summaries
 # stay in each class's method table.
 autodoc_default_options = {"members": True}
+# The annotations serve type checkers and editors; readers get the numpydoc
+# types of each Parameters section, which say shapes and defaults too.
+autodoc_typehints = "none"
 
 
 def _skip_metadata_requests(app, what, name, obj, skip, options):

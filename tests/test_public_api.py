@@ -106,3 +106,58 @@ def test_the_estimators_trained_by_gradient_descent_take_callbacks():
         "MatchingPursuitSAE", "TopKSAE", "TorchMLPClassifier", "SDMCalibrator", "PartPrototypeClassifier",
         "ChannelClusterForecaster", "SESARanker",
     }
+
+
+# Every subpackage, including those that hold no estimator.
+ALL_SUBPACKAGES = SUBPACKAGES + ["datasets", "intervention", "model_selection", "plotting"]
+
+
+def _public_callables():
+    for package in ALL_SUBPACKAGES:
+        module = importlib.import_module(f"sklearn_interp.{package}")
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isclass(value):
+                for attribute, member in vars(value).items():
+                    member = getattr(member, "__func__", member)
+                    public = attribute == "__init__" or not attribute.startswith("_")
+                    if inspect.isfunction(member) and public and member.__module__.startswith("sklearn_interp"):
+                        yield f"{package}.{name}.{attribute}", member
+            elif inspect.isfunction(value):  # not the make_scorer objects
+                yield f"{package}.{name}", value
+
+
+def _names_for_annotations():
+    # What the modules import only for type checkers (under TYPE_CHECKING).
+    import scipy.sparse
+    import skorch
+    import transformers
+    from matplotlib.axes import Axes
+    from sklearn.model_selection import BaseCrossValidator
+
+    from sklearn_interp.activations import TransformerActivations
+
+    return {"scipy": scipy, "skorch": skorch, "transformers": transformers, "Axes": Axes,
+            "BaseCrossValidator": BaseCrossValidator, "TransformerActivations": TransformerActivations}
+
+
+def test_the_public_api_is_annotated_and_the_annotations_resolve():
+    """py.typed promises annotations: every parameter and return of every public callable."""
+    import typing
+
+    extra = _names_for_annotations()
+    missing, unresolved = [], []
+    for qualname, function in _public_callables():
+        function = inspect.unwrap(function)
+        signature = inspect.signature(function)
+        for parameter in signature.parameters.values():
+            if parameter.name not in ("self", "cls") and parameter.annotation is inspect.Parameter.empty:
+                missing.append(f"{qualname}({parameter.name})")
+        if signature.return_annotation is inspect.Signature.empty:
+            missing.append(f"{qualname} -> ?")
+        try:
+            typing.get_type_hints(function, globalns={**function.__globals__, **extra})
+        except Exception as error:  # any failure to evaluate an annotation is the finding
+            unresolved.append(f"{qualname}: {error!r}")
+    assert not missing, f"{len(missing)} unannotated: {missing}"
+    assert not unresolved, unresolved

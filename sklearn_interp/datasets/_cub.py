@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
@@ -36,7 +39,13 @@ def _read_table(path, n_columns):
     },
     prefer_skip_nested_validation=True,
 )
-def load_cub200(data_home, *, split="test", image_size=224, classes=None):
+def load_cub200(
+    data_home: str | os.PathLike[str],
+    *,
+    split: Literal["train", "test", "all"] = "test",
+    image_size: int = 224,
+    classes: ArrayLike | None = None,
+) -> Bunch:
     """CUB-200-2011 birds cropped to their boxes, with the 15 part keypoints.
 
     Follows the evaluation protocol of Huang et al. (2023): each image is

@@ -7,17 +7,17 @@ from sklearn.utils import Bunch, check_random_state
 
 
 def make_hierarchical_features(
-    n_samples=5000,
+    n_samples: int = 5000,
     *,
-    n_features=64,
-    n_parents=8,
-    n_children=3,
-    parent_child_cosine=0.6,
-    n_active_parents=2,
-    child_probability=0.8,
-    noise=0.01,
-    random_state=None,
-):
+    n_features: int = 64,
+    n_parents: int = 8,
+    n_children: int = 3,
+    parent_child_cosine: float = 0.6,
+    n_active_parents: int = 2,
+    child_probability: float = 0.8,
+    noise: float = 0.01,
+    random_state: int | np.random.RandomState | None = None,
+) -> Bunch:
     """Sparse sums of parent features and their correlated children.
 
     Each parent ``P_i`` has ``n_children`` children

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Literal
 
 import numpy as np
 from sklearn.utils import Bunch
@@ -22,7 +23,11 @@ _OPERATIONS = {
     },
     prefer_skip_nested_validation=True,
 )
-def make_modular_arithmetic(modulus=97, *, operation="add"):
+def make_modular_arithmetic(
+    modulus: int = 97,
+    *,
+    operation: Literal["add", "subtract", "multiply"] = "add",
+) -> Bunch:
     """Every pair ``(a, b)`` of residues and ``(a ∘ b) mod modulus``.
 
     Small networks trained on part of this table first memorise it, then,

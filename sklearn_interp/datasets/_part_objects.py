@@ -84,16 +84,16 @@ def _paint(image, look, centre, radius, xx, yy):
     prefer_skip_nested_validation=True,
 )
 def make_part_objects(
-    n_samples=800,
+    n_samples: int = 800,
     *,
-    image_size=64,
-    occlusion=0.1,
-    n_distractors=1,
-    flip=True,
-    noise=0.05,
-    return_masks=False,
-    random_state=None,
-):
+    image_size: int = 64,
+    occlusion: float = 0.1,
+    n_distractors: int = 1,
+    flip: bool = True,
+    noise: float = 0.05,
+    return_masks: bool = False,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """RGB images of five-part objects whose class is decided by three parts.
 
     Every object has a head, body, tail, wing and leg (``PART_OBJECT_PARTS``)

@@ -7,6 +7,7 @@ import re
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
@@ -60,7 +61,12 @@ def _prose_sentences(docstring, min_words, max_words):
             yield sentence
 
 
-def load_python_docs(*, n_sentences=None, min_words=5, max_words=60):
+def load_python_docs(
+    *,
+    n_sentences: int | None = None,
+    min_words: int = 5,
+    max_words: int = 60,
+) -> Bunch:
     """Sentences from the docstrings of Python's standard library.
 
     Real English prose (with the odd identifier) that ships with every Python
@@ -125,7 +131,12 @@ def _bunch(sentences, modules):
 DEFAULT_TOPICS = ("asyncio", "email", "logging", "tkinter")
 
 
-def load_python_docs_topics(packages=DEFAULT_TOPICS, *, n_per_class=None, random_state=0):
+def load_python_docs_topics(
+    packages: Sequence[str] = DEFAULT_TOPICS,
+    *,
+    n_per_class: int | None = None,
+    random_state: int | np.random.RandomState | None = 0,
+) -> Bunch:
     """Docstring sentences labelled by the standard-library package they document.
 
     A real text classification task that ships with Python: which package

@@ -14,6 +14,7 @@ import importlib.util
 import re
 from numbers import Integral, Real
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -66,18 +67,18 @@ def _concept_text(concepts, length, vocabularies, background, background_fractio
     prefer_skip_nested_validation=True,
 )
 def make_concept_ranking(
-    n_queries=100,
-    n_candidates=20,
-    n_concepts=16,
+    n_queries: int = 100,
+    n_candidates: int = 20,
+    n_concepts: int = 16,
     *,
-    words_per_concept=20,
-    n_background_words=50,
-    background_fraction=0.3,
-    related_fraction=0.4,
-    label_noise=0.1,
-    query_vocab="shared",
-    random_state=None,
-):
+    words_per_concept: int = 20,
+    n_background_words: int = 50,
+    background_fraction: float = 0.3,
+    related_fraction: float = 0.4,
+    label_noise: float = 0.1,
+    query_vocab: Literal["shared", "disjoint"] = "shared",
+    random_state: int | np.random.RandomState | None = None,
+) -> Bunch:
     """Queries and candidate items made of planted concepts, graded by the concepts they share.
 
     Every concept owns ``words_per_concept`` descriptor words drawn with
@@ -286,7 +287,14 @@ def _occurrences(texts, skill_trigrams):
     },
     prefer_skip_nested_validation=True,
 )
-def load_esco_ranking(n_queries=None, n_candidates=20, *, n_hard_negatives=10, n_concepts=200, random_state=0):
+def load_esco_ranking(
+    n_queries: int | None = None,
+    n_candidates: int = 20,
+    *,
+    n_hard_negatives: int = 10,
+    n_concepts: int = 200,
+    random_state: int | np.random.RandomState | None = 0,
+) -> Bunch:
     """Find an occupation's description from its job titles: ESCO, with skills as the concepts.
 
     ESCO is the European Union's classification of occupations and skills.

@@ -10,9 +10,11 @@ plants channel groups whose ground truth is known.
 from __future__ import annotations
 
 from numbers import Integral, Real
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
@@ -23,7 +25,7 @@ _MACRO_RATES = ("tbilrate", "unemp", "infl", "realint")
 
 
 @validate_params({"stationary": ["boolean"]}, prefer_skip_nested_validation=True)
-def load_macrodata(*, stationary=True):
+def load_macrodata(*, stationary: bool = True) -> pd.DataFrame:
     """US macroeconomic series, 1959Q1–2009Q3 (statsmodels' ``macrodata``).
 
     Parameters
@@ -58,7 +60,7 @@ def load_macrodata(*, stationary=True):
     return pd.concat([growth, change], axis=1).iloc[1:]
 
 
-def load_fertility():
+def load_fertility() -> pd.DataFrame:
     """Fertility rates of the 192 countries with complete records, 1960–2011.
 
     From statsmodels' ``fertility`` table (World Bank, births per woman);
@@ -89,7 +91,7 @@ def load_fertility():
 
 
 @validate_params({"as_channels": ["boolean"]}, prefer_skip_nested_validation=True)
-def load_elnino(*, as_channels=False):
+def load_elnino(*, as_channels: bool = False) -> pd.DataFrame:
     """Monthly sea surface temperature of the El Niño region, 1950–2010.
 
     From statsmodels' ``elnino`` table.
@@ -175,8 +177,15 @@ def _group_labels(n_channels, n_groups, group_sizes):
     prefer_skip_nested_validation=True,
 )
 def make_channel_groups(
-    n_steps=1000, n_channels=21, n_groups=3, *, noise=0.3, drivers="ar", group_sizes=None, random_state=None
-):
+    n_steps: int = 1000,
+    n_channels: int = 21,
+    n_groups: int = 3,
+    *,
+    noise: float = 0.3,
+    drivers: Literal["ar", "mixed"] | Sequence[str] = "ar",
+    group_sizes: ArrayLike | None = None,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Channels in planted groups, each group driven by its own latent signal.
 
     Each channel is ``gain · driver + offset + noise · ε`` with a positive

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.utils import check_array, check_random_state
 
 
-def permute_features(X, *, random_state=None):
+def permute_features(
+    X: ArrayLike,
+    *,
+    random_state: int | np.random.RandomState | None = None,
+) -> np.ndarray:
     """Far-out-of-distribution copy of ``X``: each row's features in its own random order.
 
     The values of a row stay the same, so simple statistics (mean, norm)
@@ -38,7 +45,7 @@ def permute_features(X, *, random_state=None):
     return np.take_along_axis(X, order, axis=1)
 
 
-def truncate_words(texts, *, fraction=0.5):
+def truncate_words(texts: Sequence[str], *, fraction: float = 0.5) -> Sequence[str]:
     """Covariate-shifted copy of ``texts``: only the first ``fraction`` of each text's words.
 
     Parameters
@@ -61,7 +68,12 @@ def truncate_words(texts, *, fraction=0.5):
     return [" ".join(words[: max(1, int(np.ceil(fraction * len(words))))]) for words in (str(t).split() for t in texts)]
 
 
-def translate_images(X, image_shape, *, shift=(0, 1)):
+def translate_images(
+    X: ArrayLike,
+    image_shape: tuple[int, ...],
+    *,
+    shift: tuple[int, ...] = (0, 1),
+) -> np.ndarray:
     """Covariate-shifted copy of flattened images: moved by whole pixels, zero-filled.
 
     Parameters

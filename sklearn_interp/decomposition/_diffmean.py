@@ -9,8 +9,11 @@ it), and needs no optimisation: one pass over the rows.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -110,12 +113,17 @@ class DiffMeanDirections(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, T
         "dtype": TorchEstimatorMixin._torch_parameter_constraints["dtype"],
     }
 
-    def __init__(self, *, device="auto", dtype="float32"):
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        dtype: Literal["float32", "float64"] | None = "float32",
+    ) -> None:
         self.device = device
         self.dtype = dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike | torch.Tensor, y: ArrayLike) -> DiffMeanDirections:
         """Compute the direction of every concept.
 
         Parameters
@@ -153,7 +161,7 @@ class DiffMeanDirections(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, T
         self.class_counts_ = np.bincount(labels, minlength=len(self.classes_))
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Projection of every row on every concept's unit direction: ``X @ components_.T``.
 
         Parameters
@@ -170,7 +178,7 @@ class DiffMeanDirections(TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, T
         components = self._on_device("components_", X_t.device, X_t.dtype)
         return _torch.to_output(X_t @ components.T, as_tensor)
 
-    def feature_directions(self, normalize=True):
+    def feature_directions(self, normalize: bool = True) -> np.ndarray:
         """The unit direction of every concept (``components_``), as SNMF and the SAEs give theirs.
 
         Parameters

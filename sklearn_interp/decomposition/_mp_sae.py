@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
-from skorch import NeuralNet
-from skorch.callbacks import Callback, LRScheduler
-from torch.optim.lr_scheduler import LambdaLR
+from numpy.typing import ArrayLike
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -41,11 +40,17 @@ from sklearn.base import (
 from sklearn.utils._metadata_requests import UNUSED
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback, LRScheduler
+from torch.optim.lr_scheduler import LambdaLR
 
 from .. import _torch
 from .._training import epoch_losses, make_net
 from ..base import TorchEstimatorMixin, _r2, _top_rows, _total_sum_of_squares
 from ..io._pretrained import SAELensFolderMixin
+
+if TYPE_CHECKING:
+    import skorch
 
 # The geometric median that initialises the bias is a statistic of the data,
 # not a fit: a sample of this many rows pins it down.
@@ -1006,32 +1011,32 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
 
     def __init__(
         self,
-        n_components=1024,
-        k=16,
+        n_components: int = 1024,
+        k: int = 16,
         *,
-        tied=True,
-        fit_bias=True,
-        bias_init="geometric_median",
-        nonnegative=True,
-        normalize="sphere",
-        atom_dropout=0.0,
-        dropout_epochs=1,
-        revive_dead=0.0,
-        learning_rate=1e-3,
-        lr_warmup_steps=0,
-        batch_size=256,
-        max_epochs=10,
-        tol=None,
-        grad_clip=1.0,
-        k_inference=None,
-        residual_threshold=None,
-        init="gaussian",
-        device="auto",
-        dtype=None,
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-    ):
+        tied: bool = True,
+        fit_bias: bool = True,
+        bias_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median",
+        nonnegative: bool = True,
+        normalize: Literal["sphere", "ball"] = "sphere",
+        atom_dropout: float = 0.0,
+        dropout_epochs: int = 1,
+        revive_dead: float = 0.0,
+        learning_rate: float = 1e-3,
+        lr_warmup_steps: int = 0,
+        batch_size: int = 256,
+        max_epochs: int = 10,
+        tol: float | None = None,
+        grad_clip: float | None = 1.0,
+        k_inference: int | None = None,
+        residual_threshold: float | None = None,
+        init: Literal["gaussian", "data"] | ArrayLike = "gaussian",
+        device: str = "auto",
+        dtype: Literal["float32", "float64"] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: Sequence[skorch.callbacks.Callback | tuple[str, skorch.callbacks.Callback]] | None = None,
+    ) -> None:
         super().__init__(
             n_components,
             k,
@@ -1066,7 +1071,13 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
             raise ValueError(f"residual_threshold must be a non-negative number, got {residual_threshold!r}.")
         return {"nonnegative": self.nonnegative, "residual_threshold": residual_threshold}
 
-    def transform(self, X, *, k=None, residual_threshold=None):
+    def transform(
+        self,
+        X: ArrayLike | torch.Tensor,
+        *,
+        k: int | None = None,
+        residual_threshold: float | None = None,
+    ) -> np.ndarray | torch.Tensor:
         """Codes of ``X``: ``k`` steps of matching pursuit per row.
 
         Parameters
@@ -1091,7 +1102,13 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
         codes, as_tensor = self._encode(X, k, **self._encoder_options(residual_threshold))
         return _torch.to_output(codes, as_tensor)
 
-    def transform_path(self, X, *, k=None, residual_threshold=None):
+    def transform_path(
+        self,
+        X: ArrayLike | torch.Tensor,
+        *,
+        k: int | None = None,
+        residual_threshold: float | None = None,
+    ) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
         """The atoms picked at every step, in order: the pursuit's hierarchy.
 
         Parameters
@@ -1115,7 +1132,13 @@ class MatchingPursuitSAE(_BaseSparseAutoencoder):
         """
         return self._encode_path(X, k, **self._encoder_options(residual_threshold))
 
-    def score(self, X, y=None, *, k=None):
+    def score(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: object = None,
+        *,
+        k: int | None = None,
+    ) -> float:
         """Coefficient of determination of the reconstruction of ``X``.
 
         ``R² = 1 − ‖X − X̂‖² / ‖X − mean(X)‖²`` with per-feature means (the
@@ -1184,7 +1207,12 @@ class TopKSAE(_BaseSparseAutoencoder):
 
     _encoder = "topk"
 
-    def transform(self, X, *, k=None):
+    def transform(
+        self,
+        X: ArrayLike | torch.Tensor,
+        *,
+        k: int | None = None,
+    ) -> np.ndarray | torch.Tensor:
         """Codes of ``X``: the ``k`` largest positive correlations per row.
 
         Parameters
@@ -1203,7 +1231,13 @@ class TopKSAE(_BaseSparseAutoencoder):
         codes, as_tensor = self._encode(X, k)
         return _torch.to_output(codes, as_tensor)
 
-    def score(self, X, y=None, *, k=None):
+    def score(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: object = None,
+        *,
+        k: int | None = None,
+    ) -> float:
         """Coefficient of determination of the reconstruction of ``X``.
 
         As :meth:`MatchingPursuitSAE.score`: per-feature centring.

@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Integral, Real
+from typing import Literal
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -570,25 +572,25 @@ class SNMFDecomposer(
 
     def __init__(
         self,
-        n_components=100,
+        n_components: int = 100,
         *,
-        sparsity=0.01,
-        solver="cd",
-        init="random",
-        max_iter=2000,
-        tol=1e-4,
-        patience=50,
-        restore_best=True,
-        ridge=1e-6,
-        eps=1e-6,
-        transform_max_iter=200,
-        transform_tol=1e-5,
-        batch_size=4096,
-        device="auto",
-        dtype="float32",
-        random_state=None,
-        verbose=0,
-    ):
+        sparsity: float | None = 0.01,
+        solver: Literal["cd", "mu"] = "cd",
+        init: Literal["random", "svd", "kmeans"] = "random",
+        max_iter: int = 2000,
+        tol: float = 1e-4,
+        patience: int = 50,
+        restore_best: bool = True,
+        ridge: float = 1e-6,
+        eps: float = 1e-6,
+        transform_max_iter: int = 200,
+        transform_tol: float = 1e-5,
+        batch_size: int | None = 4096,
+        device: str = "auto",
+        dtype: Literal["float32", "float64"] | None = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.n_components = n_components
         self.sparsity = sparsity
         self.solver = solver
@@ -609,7 +611,7 @@ class SNMFDecomposer(
 
     # -- fitting -------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike | torch.Tensor, y: object = None) -> SNMFDecomposer:
         """Factorise ``X``.
 
         Parameters
@@ -628,7 +630,11 @@ class SNMFDecomposer(
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_transform(self, X, y=None):
+    def fit_transform(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: object = None,
+    ) -> np.ndarray | torch.Tensor:
         """Factorise ``X`` and return its codes.
 
         Parameters
@@ -699,7 +705,7 @@ class SNMFDecomposer(
         self.sgg_ = _torch.to_numpy(sgg)
         self.n_samples_seen_ = int(n_samples)
 
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X: ArrayLike | torch.Tensor, y: object = None) -> SNMFDecomposer:
         """Update the features with one batch of a stream.
 
         The first call fits the batch as ``fit`` does (it needs at least
@@ -765,7 +771,7 @@ class SNMFDecomposer(
             )
             yield rows, G
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Non-negative codes of new rows for the fitted features.
 
         Solves the non-negative least-squares problem of every row with
@@ -792,7 +798,7 @@ class SNMFDecomposer(
                 codes[rows] = G
         return _torch.to_output(codes, as_tensor)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Map codes back to activation space: ``X @ components_``.
 
         Parameters
@@ -810,7 +816,7 @@ class SNMFDecomposer(
         components = self._on_device("components_", codes.device, codes.dtype)
         return _torch.to_output(codes @ components, as_tensor)
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike | torch.Tensor, y: object = None) -> float:
         """Coefficient of determination of the reconstruction of ``X``.
 
         ``R² = 1 − ‖X − G Fᵀ‖² / ‖X − mean(X)‖²`` with ``G = transform(X)``
@@ -850,7 +856,7 @@ class SNMFDecomposer(
             return torch.cat([G for _, G in self._batched_codes(X_t, columns=visible)])
 
     # -- interpretation ------------------------------------------------------
-    def feature_directions(self, normalize=True):
+    def feature_directions(self, normalize: bool = True) -> np.ndarray:
         """Neuron-space direction of every feature (steering vectors).
 
         Parameters
@@ -869,7 +875,7 @@ class SNMFDecomposer(
             directions /= np.where(norms > 0, norms, 1.0)
         return directions
 
-    def top_activating(self, X=None, n=25):
+    def top_activating(self, X: ArrayLike | torch.Tensor | None = None, n: int = 25) -> np.ndarray:
         """Rows that express each feature most strongly.
 
         Parameters

@@ -11,8 +11,12 @@ batch by batch on the module's own device.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 
 from .. import _torch
@@ -95,7 +99,14 @@ def _batched_gradients(estimator, X, y, target, perturb):
     return torch.cat(scores)
 
 
-def input_gradient(estimator, X, y=None, *, target="predicted", absolute=True):
+def input_gradient(
+    estimator: BaseEstimator,
+    X: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    target: Literal["predicted", "true"] = "predicted",
+    absolute: bool = True,
+) -> np.ndarray:
     """Input gradients: ``|∂ logit_c / ∂ x|`` for every feature.
 
     The attribution Shah et al. (2021) evaluate, with ``c`` the predicted
@@ -132,7 +143,16 @@ def input_gradient(estimator, X, y=None, *, target="predicted", absolute=True):
     return _torch.to_numpy(scores.abs() if absolute else scores)
 
 
-def smoothgrad(estimator, X, y=None, *, n_samples=25, noise=0.15, target="predicted", random_state=None):
+def smoothgrad(
+    estimator: BaseEstimator,
+    X: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    n_samples: int = 25,
+    noise: float = 0.15,
+    target: Literal["predicted", "true"] = "predicted",
+    random_state: int | np.random.RandomState | None = None,
+) -> np.ndarray:
     """SmoothGrad: input gradients averaged over Gaussian perturbations of the input.
 
     The noise's standard deviation is ``noise`` times each row's value range
@@ -166,7 +186,15 @@ def smoothgrad(estimator, X, y=None, *, n_samples=25, noise=0.15, target="predic
     return _torch.to_numpy(_batched_gradients(estimator, X, y, target, perturb).abs())
 
 
-def integrated_gradients(estimator, X, y=None, *, n_steps=32, baseline=0.0, target="predicted"):
+def integrated_gradients(
+    estimator: BaseEstimator,
+    X: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    n_steps: int = 32,
+    baseline: float | ArrayLike = 0.0,
+    target: Literal["predicted", "true"] = "predicted",
+) -> np.ndarray:
     """Integrated gradients: ``(x − x₀) ⊙ ∫ ∂ logit_c(x₀ + α(x − x₀)) dα`` (magnitude).
 
     The path integral from the baseline ``x₀`` is a midpoint Riemann sum of

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metadata_routing import MetadataRequest
@@ -83,7 +85,7 @@ def _check_input_size(input_size):
     return height, width
 
 
-def box_half_sizes(half_size, input_size):
+def box_half_sizes(half_size: int | float, input_size: tuple[int, int]) -> int:
     """Half-size of the box in pixels along rows and columns.
 
     Parameters
@@ -116,7 +118,12 @@ def box_half_sizes(half_size, input_size):
     )
 
 
-def activated_centres(maps, input_size, *, batch_size=64):
+def activated_centres(
+    maps: ArrayLike | torch.Tensor,
+    input_size: tuple[int, int],
+    *,
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Where each upsampled activation map peaks.
 
     Each map is upsampled to ``input_size`` by bicubic interpolation (torch's
@@ -164,7 +171,14 @@ def _hits_from_centres(rows, cols, part_locs, input_size, half_size):
     return visible & (top <= y) & (y <= bottom) & (left <= x) & (x <= right)
 
 
-def part_hits(maps, part_locs, input_size, half_size=36 / 224, *, batch_size=64):
+def part_hits(
+    maps: ArrayLike | torch.Tensor,
+    part_locs: ArrayLike,
+    input_size: tuple[int, int],
+    half_size: int | float = 36 / 224,
+    *,
+    batch_size: int = 64,
+) -> np.ndarray:
     """Which visible parts each prototype's activated box covers, per image.
 
     Parameters
@@ -277,17 +291,17 @@ def _stability_from_hits(hits, hits_noisy, y, prototype_class, shared_prototypes
 
 
 def consistency_score(
-    maps,
-    y,
-    part_locs,
-    prototype_class,
+    maps: ArrayLike | torch.Tensor,
+    y: ArrayLike,
+    part_locs: ArrayLike,
+    prototype_class: ArrayLike,
     *,
-    input_size,
-    half_size=36 / 224,
-    threshold=0.8,
-    shared_prototypes="all_images",
-    batch_size=64,
-):
+    input_size: tuple[int, int],
+    half_size: int | float = 36 / 224,
+    threshold: float = 0.8,
+    shared_prototypes: Literal["all_images", "exclude"] = "all_images",
+    batch_size: int = 64,
+) -> float:
     """Share of prototypes that land on one object part across their class's images.
 
     For prototype p of class c and part j, f[p, j] is the number of images
@@ -335,17 +349,17 @@ def consistency_score(
 
 
 def stability_score(
-    maps,
-    maps_noisy,
-    y,
-    part_locs,
-    prototype_class,
+    maps: ArrayLike | torch.Tensor,
+    maps_noisy: ArrayLike | torch.Tensor,
+    y: ArrayLike,
+    part_locs: ArrayLike,
+    prototype_class: ArrayLike,
     *,
-    input_size,
-    half_size=36 / 224,
-    shared_prototypes="all_images",
-    batch_size=64,
-):
+    input_size: tuple[int, int],
+    half_size: int | float = 36 / 224,
+    shared_prototypes: Literal["all_images", "exclude"] = "all_images",
+    batch_size: int = 64,
+) -> float:
     """Share of (prototype, image) pairs whose covered parts survive input noise.
 
     Image i is stable for prototype p when the parts p's box covers are
@@ -417,20 +431,20 @@ def _part_table(hits, hits_noisy, y, part_locs, prototype_class, *, threshold, s
 
 
 def prototype_part_table(
-    maps,
-    y,
-    part_locs,
-    prototype_class,
+    maps: ArrayLike | torch.Tensor,
+    y: ArrayLike,
+    part_locs: ArrayLike,
+    prototype_class: ArrayLike,
     *,
-    input_size,
-    half_size=36 / 224,
-    threshold=0.8,
-    maps_noisy=None,
-    part_names=None,
-    class_names=None,
-    shared_prototypes="all_images",
-    batch_size=64,
-):
+    input_size: tuple[int, int],
+    half_size: int | float = 36 / 224,
+    threshold: float = 0.8,
+    maps_noisy: ArrayLike | torch.Tensor | None = None,
+    part_names: Sequence[str] | None = None,
+    class_names: Sequence[Any] | None = None,
+    shared_prototypes: Literal["all_images", "exclude"] = "all_images",
+    batch_size: int = 64,
+) -> pd.DataFrame:
     """Per-prototype table: the part each prototype lands on, how often, and its stability.
 
     Parameters
@@ -678,8 +692,16 @@ class PartConsistencyScorer(_PartScorer):
     (2,)
     """
 
-    def __init__(self, *, half_size=36 / 224, threshold=0.8, shared_prototypes="all_images", as_percent=False,
-                 batch_size=64, device="auto"):
+    def __init__(
+        self,
+        *,
+        half_size: int | float = 36 / 224,
+        threshold: float = 0.8,
+        shared_prototypes: Literal["all_images", "exclude"] = "all_images",
+        as_percent: bool = False,
+        batch_size: int = 64,
+        device: str | torch.device = "auto",
+    ) -> None:
         self.half_size = half_size
         self.threshold = threshold
         self.shared_prototypes = shared_prototypes
@@ -727,8 +749,20 @@ class PartStabilityScorer(_PartScorer):
     stability_score : The model-free function.
     """
 
-    def __init__(self, *, half_size=36 / 224, noise_std=0.2, noise_clip=0.25, noise_space="pixel", n_repeats=1,
-                 random_state=None, shared_prototypes="all_images", as_percent=False, batch_size=64, device="auto"):
+    def __init__(
+        self,
+        *,
+        half_size: int | float = 36 / 224,
+        noise_std: float = 0.2,
+        noise_clip: float = 0.25,
+        noise_space: Literal["pixel", "model_input"] = "pixel",
+        n_repeats: int = 1,
+        random_state: int | np.random.RandomState | None = None,
+        shared_prototypes: Literal["all_images", "exclude"] = "all_images",
+        as_percent: bool = False,
+        batch_size: int = 64,
+        device: str | torch.device = "auto",
+    ) -> None:
         self.half_size = half_size
         self.noise_std = noise_std
         self.noise_clip = noise_clip
@@ -889,20 +923,20 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
 
     def __init__(
         self,
-        estimator,
+        estimator: BaseEstimator,
         *,
-        half_size=36 / 224,
-        threshold=0.8,
-        noise_std=0.2,
-        noise_clip=0.25,
-        noise_space="pixel",
-        n_repeats=1,
-        shared_prototypes="all_images",
-        part_names=None,
-        batch_size=64,
-        device="auto",
-        random_state=None,
-    ):
+        half_size: int | float = 36 / 224,
+        threshold: float = 0.8,
+        noise_std: float = 0.2,
+        noise_clip: float = 0.25,
+        noise_space: Literal["pixel", "model_input"] = "pixel",
+        n_repeats: int = 1,
+        shared_prototypes: Literal["all_images", "exclude"] = "all_images",
+        part_names: Sequence[str] | None = None,
+        batch_size: int = 64,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.estimator = estimator
         self.half_size = half_size
         self.threshold = threshold
@@ -917,7 +951,13 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, part_locs=None, **fit_params):
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        part_locs: ArrayLike | None = None,
+        **fit_params: Any,
+    ) -> ConsistencyScorer:
         """Fit the wrapped model (a ``FrozenEstimator`` stays as it is).
 
         Parameters
@@ -967,7 +1007,7 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         return _ModelHits(self.estimator_, X, y, part_locs, half_size=self.half_size, batch_size=self.batch_size,
                           device=_torch.resolve_device(self.device))
 
-    def score(self, X, y, part_locs=None):
+    def score(self, X: ArrayLike, y: ArrayLike, part_locs: ArrayLike | None = None) -> float:
         """Part consistency of the fitted model's prototypes on these images.
 
         Parameters
@@ -984,7 +1024,12 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         """
         return self._scorers()[0]._score(self._model_hits(X, y, part_locs))
 
-    def stability_score(self, X, y, part_locs=None):
+    def stability_score(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        part_locs: ArrayLike | None = None,
+    ) -> float:
         """Part stability of the fitted model's prototypes under input noise.
 
         Parameters
@@ -1000,7 +1045,7 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         """
         return self._scorers()[1]._score(self._model_hits(X, y, part_locs))
 
-    def evaluate(self, X, y, part_locs):
+    def evaluate(self, X: ArrayLike, y: ArrayLike, part_locs: ArrayLike) -> pd.DataFrame:
         """Both scores and the per-prototype table; sets ``results_`` and ``summary_``.
 
         Parameters
@@ -1043,7 +1088,11 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         )
         return self.results_
 
-    def transform(self, X, part_locs=None):
+    def transform(
+        self,
+        X: ArrayLike,
+        part_locs: ArrayLike | None = None,
+    ) -> np.ndarray | torch.Tensor:
         """Which visible parts lie in each prototype's activated box, image by image.
 
         The hits behind :meth:`score` and :meth:`stability_score`: for image
@@ -1077,7 +1126,13 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         flat = hits.reshape(hits.shape[0], -1).to(model_hits.dtype)
         return _torch.to_output(flat, _torch.is_tensor(X))
 
-    def fit_transform(self, X, y, part_locs=None, **fit_params):
+    def fit_transform(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        part_locs: ArrayLike | None = None,
+        **fit_params: Any,
+    ) -> np.ndarray:
         """``fit(X, y, part_locs, **fit_params)``, then :meth:`transform` of the same images.
 
         Parameters
@@ -1094,7 +1149,7 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         """
         return self.fit(X, y, part_locs=part_locs, **fit_params).transform(X, part_locs=part_locs)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns: ``prototype{p}_{part}``, prototype-major.
 
         Parameters
@@ -1144,7 +1199,17 @@ class ConsistencyScorer(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.estimator_.predict_proba(X)
 
-    def plot(self, X, y, part_locs=None, *, n_prototypes=4, n_images=4, prototypes=None, axes=None):
+    def plot(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        part_locs: ArrayLike | None = None,
+        *,
+        n_prototypes: int = 4,
+        n_images: int = 4,
+        prototypes: Sequence[int] | None = None,
+        axes: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Grid of prototypes (rows) with their activated boxes on images of their class.
 
         Parameters

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from joblib import Parallel, delayed
+from numpy.typing import ArrayLike
 from sklearn.base import (
     BaseEstimator, MetaEstimatorMixin, OneToOneFeatureMixin, TransformerMixin, _fit_context, clone,
 )
@@ -37,6 +39,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .. import _torch
 from ._attribution import GRADIENT_ATTRIBUTIONS, compute_attribution
 from ._masking import FILLS, AttributionMasker, check_image_shape
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from sklearn.model_selection import BaseCrossValidator
 
 SIDES = ("top", "bottom")
 
@@ -238,26 +244,26 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
 
     def __init__(
         self,
-        estimator,
-        attribution="input_gradient",
+        estimator: BaseEstimator,
+        attribution: str | Callable[..., Any] = "input_gradient",
         *,
-        fractions=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75),
-        fill="mean",
-        n_repeats=1,
-        cv=None,
-        retrain_estimator=None,
-        leakage_check=True,
-        leakage_estimator=None,
-        image_shape=None,
-        noise=0.01,
-        tie_break="random",
-        confidence=0.95,
-        n_jobs=None,
-        device="auto",
-        dtype="float64",
-        random_state=None,
-        verbose=0,
-    ):
+        fractions: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75),
+        fill: Literal["mean", "zero", "shuffle", "noisy_linear"] = "mean",
+        n_repeats: int = 1,
+        cv: int | BaseCrossValidator | Iterable[Any] | None = None,
+        retrain_estimator: BaseEstimator | None = None,
+        leakage_check: bool = True,
+        leakage_estimator: BaseEstimator | None = None,
+        image_shape: tuple[int, ...] | None = None,
+        noise: float = 0.01,
+        tie_break: Literal["random", "index"] = "random",
+        confidence: float = 0.95,
+        n_jobs: int | None = None,
+        device: str | torch.device = "auto",
+        dtype: Literal["float64", "float32"] | None = "float64",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.estimator = estimator
         self.attribution = attribution
         self.fractions = fractions
@@ -316,7 +322,7 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
 
     # -- fitting ---------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, signal_mask=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, signal_mask: ArrayLike | None = None) -> DiffROAR:
         """Fit the model, rank the features, retrain on masked data, score the splits.
 
         Parameters
@@ -476,7 +482,7 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
         return curve
 
     # -- scoring -----------------------------------------------------------------
-    def score(self, X, y, signal_mask=None):
+    def score(self, X: ArrayLike, y: ArrayLike, signal_mask: ArrayLike | None = None) -> float:
         """Mean DiffROAR over the fractions on new rows, masked by their own attributions.
 
         The retrained models of ``fit`` are tested on ``X`` masked as in
@@ -498,7 +504,12 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
         """
         return float(self.score_curve(X, y, signal_mask=signal_mask)["diffroar"].mean())
 
-    def score_curve(self, X, y, signal_mask=None):
+    def score_curve(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        signal_mask: ArrayLike | None = None,
+    ) -> pd.DataFrame:
         """Accuracy with the top and the bottom features, and DiffROAR, per fraction, on new rows.
 
         Parameters
@@ -545,7 +556,11 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
             for explained in self.estimators_
         ]
 
-    def transform(self, X, signal_mask=None):
+    def transform(
+        self,
+        X: ArrayLike,
+        signal_mask: ArrayLike | None = None,
+    ) -> np.ndarray | torch.Tensor:
         """The explained model's attributions for every row: what DiffROAR ranks the features by.
 
         The scores of ``attribution`` (larger = more important) from the
@@ -573,7 +588,12 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
         scores = np.mean(self._split_attributions(X, None, signal_mask), axis=0)
         return torch.as_tensor(scores, device=_torch.resolve_device(self.device)) if as_tensor else scores
 
-    def fit_transform(self, X, y, signal_mask=None):
+    def fit_transform(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        signal_mask: ArrayLike | None = None,
+    ) -> np.ndarray:
         """``fit(X, y, signal_mask)`` then ``transform(X, signal_mask)``.
 
         Parameters
@@ -589,7 +609,7 @@ class DiffROAR(OneToOneFeatureMixin, TransformerMixin, MetaEstimatorMixin, BaseE
         return self.fit(X, y, signal_mask=signal_mask).transform(X, signal_mask=signal_mask)
 
     # -- plotting ------------------------------------------------------------------
-    def plot(self, ax=None, *, label=None, **kwargs):
+    def plot(self, ax: Axes | None = None, *, label: str | None = None, **kwargs: Any) -> Axes:
         """Draw DiffROAR against the kept fraction, with its confidence band.
 
         Parameters

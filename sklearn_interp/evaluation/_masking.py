@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
@@ -25,6 +27,9 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _torch
 from ..base import TorchEstimatorMixin
 from ._attribution import GRADIENT_ATTRIBUTIONS, compute_attribution
+
+if TYPE_CHECKING:
+    from sklearn.model_selection import BaseCrossValidator
 
 FILLS = ("mean", "zero", "shuffle", "noisy_linear")
 
@@ -96,7 +101,17 @@ def _as_images(X, image_shape):
     return X.reshape(X.shape[0], *image_shape)
 
 
-def noisy_linear_imputation(X, mask, *, image_shape=None, mean=0.0, noise=0.01, generator=None, tol=1e-6, max_iter=1000):
+def noisy_linear_imputation(
+    X: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+    mean: float = 0.0,
+    noise: float = 0.01,
+    generator: torch.Generator | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+) -> torch.Tensor:
     """ROAD's noisy linear imputation of the features outside ``mask``.
 
     Every removed pixel takes the weighted mean of its 8 neighbours (1/6
@@ -294,19 +309,19 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
 
     def __init__(
         self,
-        estimator=None,
-        attribution="input_gradient",
+        estimator: BaseEstimator | None = None,
+        attribution: str | Callable[..., Any] = "input_gradient",
         *,
-        fraction=0.1,
-        keep="top",
-        fill="mean",
-        image_shape=None,
-        noise=0.01,
-        tie_break="random",
-        device="auto",
-        dtype=None,
-        random_state=None,
-    ):
+        fraction: float = 0.1,
+        keep: Literal["top", "bottom"] = "top",
+        fill: Literal["mean", "zero", "shuffle", "noisy_linear"] = "mean",
+        image_shape: tuple[int, ...] | None = None,
+        noise: float = 0.01,
+        tie_break: Literal["random", "index"] = "random",
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.estimator = estimator
         self.attribution = attribution
         self.fraction = fraction
@@ -320,7 +335,7 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike | torch.Tensor, y: object = None) -> AttributionMasker:
         """Learn the fill from ``X``: its mean, and its rows for ``"shuffle"``.
 
         Parameters
@@ -353,7 +368,11 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
             raise ValueError("attribution='oracle' needs the signal mask: pass it as transform(X, attributions=mask).")
         return compute_attribution(self.attribution, self.estimator, _torch.to_numpy(X_t), random_state=seed)
 
-    def keep_mask(self, X, attributions=None):
+    def keep_mask(
+        self,
+        X: ArrayLike | torch.Tensor,
+        attributions: ArrayLike | None = None,
+    ) -> np.ndarray:
         """Which features of each row are kept.
 
         Parameters
@@ -380,7 +399,11 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         mask = keep_mask(scores, n_keep, self.keep, tie_break=self.tie_break, generator=generator)
         return mask, X_t, int(seeds[2]), as_tensor
 
-    def transform(self, X, attributions=None):
+    def transform(
+        self,
+        X: ArrayLike | torch.Tensor,
+        attributions: ArrayLike | None = None,
+    ) -> np.ndarray:
         """Keep the top (or bottom) attributed features of each row and fill the rest.
 
         Parameters
@@ -410,7 +433,15 @@ class AttributionMasker(TorchEstimatorMixin, OneToOneFeatureMixin, TransformerMi
         )
         return _torch.to_output(masked, as_tensor)
 
-    def leakage_score(self, X, y, *, attributions=None, classifier=None, cv=3):
+    def leakage_score(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        attributions: ArrayLike | None = None,
+        classifier: BaseEstimator | None = None,
+        cv: int | BaseCrossValidator | Iterable[Any] = 3,
+    ) -> float:
         """Accuracy of a classifier that sees only which features were kept.
 
         The kept positions depend on the attribution and so, through the

@@ -48,23 +48,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, LRScheduler
-from skorch.dataset import Dataset
-from skorch.utils import noop
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.dataset import Dataset
+from skorch.utils import noop
 
 from .. import _torch
 from .._training import ShuffledBatches, epoch_losses, evaluate_in_batches, init_layer_, make_net
 from ..base import TorchEstimatorMixin
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    import skorch
 
 # Relative floor of RevIN's standard deviation: a channel flat to rounding
 # error is centred and left unscaled instead of blown up.
@@ -127,7 +133,7 @@ def _channel_features(shapes, kind):
     return torch.cat([spectrum, trend], dim=-1)
 
 
-def rbf_channel_similarity(windows):
+def rbf_channel_similarity(windows: torch.Tensor) -> torch.Tensor:
     """The RBF similarity of the channels of every window.
 
     ``S_ij = exp(−5 · ‖x_i − x_j‖² / max_kl ‖x_k − x_l‖²)`` per window: the
@@ -167,7 +173,12 @@ def rbf_channel_similarity(windows):
     },
     prefer_skip_nested_validation=True,
 )
-def channel_cluster_loss(similarity, membership, kind="paper", reduction="sum"):
+def channel_cluster_loss(
+    similarity: torch.Tensor,
+    membership: torch.Tensor,
+    kind: Literal["paper", "normalized"] = "paper",
+    reduction: Literal["sum", "mean"] = "sum",
+) -> torch.Tensor:
     """The clustering loss of every window, from its channel similarity and cluster membership.
 
     With ``S`` the (C, C) similarity, ``M`` the (C, K) membership and
@@ -540,7 +551,12 @@ def _series_values(series, name):
     },
     prefer_skip_nested_validation=True,
 )
-def make_windows(series, lookback, horizon, stride=1):
+def make_windows(
+    series: ArrayLike | pd.DataFrame,
+    lookback: int,
+    horizon: int,
+    stride: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut a multichannel series into (lookback, horizon) windows in time order.
 
     Window ``i`` starts at step ``i · stride``: its context is the next
@@ -885,37 +901,37 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
 
     def __init__(
         self,
-        base="dlinear",
+        base: Literal["dlinear", "linear", "mlp", "tsmixer"] = "dlinear",
         *,
-        n_clusters=None,
-        cluster_ratio=0.3,
-        beta=0.3,
-        cluster_loss="normalized",
-        cluster_loss_reduction="sum",
-        assigner="mlp",
-        channel_features="spectrum_trend",
-        embed_dim=64,
-        hidden_size=64,
-        n_blocks=2,
-        assign_temperature=0.05,
-        membership_temperature=0.07,
-        assignment="window",
-        prototype_momentum=0.0,
-        revin=True,
-        decomposition_kernel=25,
-        shuffle_channels=True,
-        learning_rate=1e-3,
-        lr_schedule="step",
-        max_epochs=100,
-        patience=10,
-        validation_fraction=0.1,
-        batch_size=32,
-        device="auto",
-        dtype="float32",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-    ):
+        n_clusters: int | None = None,
+        cluster_ratio: float = 0.3,
+        beta: float = 0.3,
+        cluster_loss: Literal["normalized", "paper"] | None = "normalized",
+        cluster_loss_reduction: Literal["sum", "mean"] = "sum",
+        assigner: Literal["mlp", "linear"] = "mlp",
+        channel_features: Literal["spectrum_trend", "spectrum", "window"] = "spectrum_trend",
+        embed_dim: int = 64,
+        hidden_size: int = 64,
+        n_blocks: int = 2,
+        assign_temperature: float = 0.05,
+        membership_temperature: float = 0.07,
+        assignment: Literal["window", "batch"] = "window",
+        prototype_momentum: float = 0.0,
+        revin: bool = True,
+        decomposition_kernel: int = 25,
+        shuffle_channels: bool = True,
+        learning_rate: float = 1e-3,
+        lr_schedule: Literal["step", "constant", "cosine"] = "step",
+        max_epochs: int = 100,
+        patience: int = 10,
+        validation_fraction: float = 0.1,
+        batch_size: int = 32,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] | None = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: Sequence[skorch.callbacks.Callback | tuple[str, skorch.callbacks.Callback]] | None = None,
+    ) -> None:
         self.base = base
         self.n_clusters = n_clusters
         self.cluster_ratio = cluster_ratio
@@ -1022,7 +1038,11 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         return callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: ArrayLike | torch.Tensor,
+    ) -> ChannelClusterForecaster:
         """Train on time-ordered windows, stopping early on the validation tail.
 
         Parameters
@@ -1148,7 +1168,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         forecasts, probas = zip(*evaluate_in_batches(module, forecast_and_proba, X_t, self.batch_size))
         return torch.cat(forecasts), torch.cat(probas), as_tensor
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Forecast the horizon of every window.
 
         Parameters
@@ -1178,7 +1198,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         # Regressors return float64 predictions, whatever precision computed them.
         return _torch.to_numpy(forecast).astype(np.float64)
 
-    def cluster_proba(self, X):
+    def cluster_proba(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """The cluster assignment of every channel of every window.
 
         Parameters
@@ -1193,7 +1213,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         _, proba, as_tensor = self._outputs(X)
         return _torch.to_output(proba, as_tensor)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Every window's channel-to-cluster assignment probabilities, one column per (channel, cluster).
 
         :meth:`cluster_proba` flattened to two dimensions, channel-major:
@@ -1217,7 +1237,11 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         _, proba, as_tensor = self._outputs(X)
         return _torch.to_output(proba.reshape(proba.shape[0], -1), as_tensor)
 
-    def fit_transform(self, X, y):
+    def fit_transform(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: ArrayLike | torch.Tensor,
+    ) -> np.ndarray | torch.Tensor:
         """``fit(X, y)``, then :meth:`transform` of the same windows.
 
         Parameters
@@ -1232,7 +1256,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         """
         return self.fit(X, y).transform(X)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns for the training channels: ``channel{c}_cluster{k}``.
 
         Parameters
@@ -1250,7 +1274,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
             dtype=object,
         )
 
-    def forecast(self, context):
+    def forecast(self, context: ArrayLike | pd.DataFrame) -> np.ndarray | pd.DataFrame:
         """Forecast the ``horizon_`` steps after one context.
 
         Parameters
@@ -1274,7 +1298,7 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         index = pd.date_range(context.index[-1], periods=self.horizon_ + 1, freq=frequency)[1:]
         return pd.DataFrame(forecast, index=index, columns=context.columns)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """R² of the forecasts, averaged over every (step, channel) output.
 
         Parameters
@@ -1292,7 +1316,11 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
         n_windows = y_true.shape[0]
         return float(r2_score(y_true.reshape(n_windows, -1), y_pred.reshape(n_windows, -1), sample_weight=sample_weight))
 
-    def cluster_report(self, X=None, channel_names=None):
+    def cluster_report(
+        self,
+        X: ArrayLike | torch.Tensor | None = None,
+        channel_names: Sequence[str] | None = None,
+    ) -> ClusterReport:
         """Say which channels share a cluster, how sharply, and whether there is cluster structure at all.
 
         Parameters
@@ -1325,7 +1353,11 @@ class ChannelClusterForecaster(TorchEstimatorMixin, TransformerMixin, RegressorM
             raise ValueError(f"channel_names has {len(names)} names for {n_channels} channels.")
         return _cluster_report(channel_proba, similarity, names)
 
-    def plot_similarity(self, channel_names=None, ax=None):
+    def plot_similarity(
+        self,
+        channel_names: Sequence[str] | None = None,
+        ax: Axes | None = None,
+    ) -> Axes:
         """Heat map of ``similarity_``, the channels grouped by learned cluster when there are clusters.
 
         When :meth:`cluster_report` finds no cluster structure the channels

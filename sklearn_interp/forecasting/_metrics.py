@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.metrics import make_scorer
 from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils._param_validation import validate_params
@@ -37,7 +38,12 @@ def _errors(y_true, y_pred, sample_weight):
 
 
 @validate_params(_ERROR_PARAMETERS, prefer_skip_nested_validation=True)
-def forecast_mse(y_true, y_pred, *, sample_weight=None):
+def forecast_mse(
+    y_true: ArrayLike | torch.Tensor,
+    y_pred: ArrayLike | torch.Tensor,
+    *,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """Mean squared error over every forecast value: windows, steps and channels.
 
     Parameters
@@ -64,7 +70,12 @@ def forecast_mse(y_true, y_pred, *, sample_weight=None):
 
 
 @validate_params(_ERROR_PARAMETERS, prefer_skip_nested_validation=True)
-def forecast_mae(y_true, y_pred, *, sample_weight=None):
+def forecast_mae(
+    y_true: ArrayLike | torch.Tensor,
+    y_pred: ArrayLike | torch.Tensor,
+    *,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """Mean absolute error over every forecast value: windows, steps and channels.
 
     Parameters

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal, Sequence
+
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
 from .. import _torch
@@ -12,8 +15,17 @@ from ..base import _top_rows
 from ._metrics import _check_texts, _language_model, site_batches
 from ._steering import _unit_directions
 
+if TYPE_CHECKING:
+    import transformers
 
-def top_contexts(scores, contexts, *, n_top=25, strip_marks=True):
+
+def top_contexts(
+    scores: ArrayLike,
+    contexts: Sequence[str],
+    *,
+    n_top: int = 25,
+    strip_marks: bool = True,
+) -> list[list[str]]:
     """The distinct contexts of the tokens on which each feature scores highest.
 
     Parameters
@@ -70,9 +82,17 @@ def _max_cosines(network, tokenizer, texts, layer, site, units, batch_size, max_
 
 
 def concept_detection(
-    directions, positive_texts, negative_texts, *, model="smollm2", layer, site, batch_size=8, max_length=128,
-    device="auto",
-):
+    directions: ArrayLike,
+    positive_texts: Sequence[Sequence[str]],
+    negative_texts: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    model: str | tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase] = "smollm2",
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    batch_size: int = 8,
+    max_length: int = 128,
+    device: str = "auto",
+) -> pd.DataFrame:
     """How well each direction tells texts of its concept from other texts: the AUC of its best token's cosine.
 
     The SNMF paper's input-side evaluation: a text's score for a direction

@@ -11,6 +11,7 @@ that a hook is removed when its context ends, also when the body raises.
 from __future__ import annotations
 
 import contextlib
+from typing import Callable, Iterable, Iterator, Literal
 
 import torch
 
@@ -41,7 +42,7 @@ class LayerReached(Exception):
     """Raised by a reading hook to skip the blocks after the deepest one read."""
 
 
-def blocks(model):
+def blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The transformer blocks of ``model``: the ModuleList as long as its layer count."""
     config = getattr(model, "config", None)
     n_layers = getattr(config, "num_hidden_layers", None)
@@ -70,7 +71,9 @@ def check_site(model, layer, site):
     return layers[layer]
 
 
-def site_module(model, layer, site):
+def site_module(
+    model: torch.nn.Module, layer: int, site: Literal["mlp", "attn", "residual"]
+) -> tuple[torch.nn.Module, bool]:
     """The module that carries ``site`` of block ``layer``, and whether the activation is its input."""
     block = check_site(model, layer, site)
     if site == "residual":
@@ -115,7 +118,7 @@ def to_residual(model, layer, site, directions):
     return directions.to(weight.dtype) @ weight.T
 
 
-def site_width(model, layer, site):
+def site_width(model: torch.nn.Module, layer: int, site: Literal["mlp", "attn", "residual"]) -> int:
     """The width of the activation at ``site``: the MLP hidden size or the model width."""
     module, is_input = site_module(model, layer, site)
     if site == "mlp" and isinstance(module, torch.nn.Linear):
@@ -133,7 +136,12 @@ def _replace_first(value, tensor):
 
 
 @contextlib.contextmanager
-def edit_site(model, layer, site, function):
+def edit_site(
+    model: torch.nn.Module,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    function: Callable[[torch.Tensor], torch.Tensor],
+) -> Iterator[None]:
     """Replace the activation ``a`` at ``site`` of block ``layer`` by ``function(a)`` inside the context.
 
     ``a`` has shape (batch, positions, width) and ``function`` returns a
@@ -161,7 +169,9 @@ def edit_site(model, layer, site, function):
 
 
 @contextlib.contextmanager
-def read_sites(model, layers, site, *, stop=True):
+def read_sites(
+    model: torch.nn.Module, layers: Iterable[int], site: Literal["mlp", "attn", "residual"], *, stop: bool = True
+) -> Iterator[dict[int, list[torch.Tensor]]]:
     """Record the activations at ``site`` of every block in ``layers`` during forwards inside the context.
 
     Yields a dict ``{layer: [tensor, ...]}`` that each forward appends to.

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 
 from .. import _torch
 from ._hooks import edit_site, site_width
+
+if TYPE_CHECKING:
+    import transformers
 
 
 def _vectors(values, *, width, name, device, dtype):
@@ -38,7 +44,13 @@ def _model_device_dtype(model):
 
 
 @contextlib.contextmanager
-def steer(model, layer, site, direction, alpha):
+def steer(
+    model: transformers.PreTrainedModel,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    direction: ArrayLike | torch.Tensor,
+    alpha: float | ArrayLike,
+) -> Iterator[None]:
     """Add ``alpha · direction / ‖direction‖`` to the activation at every position.
 
     Parameters
@@ -87,7 +99,7 @@ def steer(model, layer, site, direction, alpha):
         yield model
 
 
-def reconstruct(transformer, activation):
+def reconstruct(transformer: BaseEstimator, activation: torch.Tensor) -> torch.Tensor:
     """``transformer.inverse_transform(transformer.transform(a))`` row by row, on the activation's device.
 
     The library's estimators take and give tensors on their device; any other
@@ -121,7 +133,14 @@ def check_transformer(transformer, width):
 
 
 @contextlib.contextmanager
-def splice(model, layer, site, transformer, *, add_error=False):
+def splice(
+    model: transformers.PreTrainedModel,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    transformer: BaseEstimator,
+    *,
+    add_error: bool = False,
+) -> Iterator[None]:
     """Replace the activation by its reconstruction ``inverse_transform(transform(a))``.
 
     Parameters
@@ -151,7 +170,13 @@ def splice(model, layer, site, transformer, *, add_error=False):
 
 
 @contextlib.contextmanager
-def ablate(model, layer, site, how="zero", mean=None):
+def ablate(
+    model: transformers.PreTrainedModel,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    how: Literal["zero", "mean"] = "zero",
+    mean: ArrayLike | None = None,
+) -> Iterator[None]:
     """Replace the activation by zeros or by a fixed mean activation.
 
     Parameters

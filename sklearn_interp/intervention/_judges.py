@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from .. import _torch
@@ -38,11 +41,21 @@ from ._steering import (
     DEFAULT_PROMPT, _prompt_ids, _unit_directions, calibrate_alpha, sample_continuations, steering_kl,
 )
 
+if TYPE_CHECKING:
+    import transformers
+
 #: Vocabulary-share gain (over unsteered text) that the output-centric judge rates 2: six tokens in thirty.
 FULL_VOCABULARY_GAIN = 0.2
 
 
-def logit_lens(model, layer, site, directions, *, n_tokens=50):
+def logit_lens(
+    model: transformers.PreTrainedModel,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    directions: ArrayLike,
+    *,
+    n_tokens: int = 50,
+) -> np.ndarray:
     """The tokens each direction promotes most: its projection on the vocabulary through the logit lens.
 
     A direction at the MLP site is first mapped into the residual stream
@@ -180,15 +193,29 @@ def _harmonic_mean(a, b):
 
 
 def judge_continuations(
-    continuations, owner, *, model, tokenizer, prompt_ids, vocabularies, unsteered, centroids=None,
-    self_similarity=None, embedder=None, random_state=None,
-):
+    continuations: Sequence[Sequence[int]],
+    owner: ArrayLike,
+    *,
+    model: transformers.PreTrainedModel,
+    tokenizer: transformers.PreTrainedTokenizerBase,
+    prompt_ids: torch.Tensor,
+    vocabularies: Sequence[Sequence[int]],
+    unsteered: Sequence[Sequence[int]],
+    centroids: np.ndarray | None = None,
+    self_similarity: np.ndarray | None = None,
+    embedder: BaseEstimator | None = None,
+    random_state: int | np.random.RandomState | None = None,
+) -> pd.DataFrame:
     """Rate continuations with the three offline judges; one row per continuation.
 
     ``owner[i]`` is the direction whose concept continuation ``i`` is rated
     for; ``unsteered`` the unsteered continuations that anchor every judge.
     Internal to :func:`evaluate_steering`, public for reading what a judge
-    says about any text (say, a hand-written one).
+    says about any text (say, a hand-written one). Continuations are token
+    ids after ``prompt_ids`` (shape (1, n_prompt_tokens)); ``vocabularies[d]``
+    holds direction d's token ids; with ``centroids`` (one unit row per
+    direction in ``embedder``'s space) and ``self_similarity`` the
+    embedding judge is added.
     """
     owner = np.asarray(owner, dtype=int)
     rng = check_random_state(random_state)
@@ -241,10 +268,25 @@ def _decoded(tokenizer, continuations):
 
 
 def evaluate_steering(
-    directions, concepts=None, *, model="smollm2", layer, site, kl_targets=(0.05, 0.1, 0.25), signs=(1, -1),
-    n_samples=4, max_new_tokens=30, prompt=DEFAULT_PROMPT, top_k=30, top_p=0.3, n_vocabulary=50, embedder=None,
-    device="auto", random_state=None, verbose=0,
-):
+    directions: ArrayLike,
+    concepts: Sequence[Sequence[str]] | None = None,
+    *,
+    model: str | tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase] = "smollm2",
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    kl_targets: Sequence[float] = (0.05, 0.1, 0.25),
+    signs: Sequence[Literal[1, -1]] = (1, -1),
+    n_samples: int = 4,
+    max_new_tokens: int = 30,
+    prompt: str = DEFAULT_PROMPT,
+    top_k: int = 30,
+    top_p: float = 0.3,
+    n_vocabulary: int = 50,
+    embedder: BaseEstimator | None = None,
+    device: str = "auto",
+    random_state: int | np.random.RandomState | None = None,
+    verbose: int = 0,
+) -> pd.DataFrame:
     """Steer a language model along each direction at calibrated strengths and rate the continuations offline.
 
     The SNMF paper's protocol (after AxBench): for every KL target and sign,

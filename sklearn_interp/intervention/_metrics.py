@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal, Sequence
+
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
 
 from .. import _torch
 from ._hooks import LayerReached, read_sites, site_width
 from ._interventions import ablate, check_transformer, reconstruct, splice
+
+if TYPE_CHECKING:
+    import transformers
 
 
 def _language_model(model, device):
@@ -77,9 +83,18 @@ def _site_mean(network, batches, layer, site):
 
 
 def loss_recovered(
-    transformer, texts, *, model="smollm2", layer, site, ablation="mean", batch_size=8, max_length=128,
-    device="auto", verbose=0,
-):
+    transformer: BaseEstimator,
+    texts: Sequence[str],
+    *,
+    model: str | tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase] = "smollm2",
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    ablation: Literal["mean", "zero"] = "mean",
+    batch_size: int = 8,
+    max_length: int = 128,
+    device: str = "auto",
+    verbose: int = 0,
+) -> pd.DataFrame:
     """Next-token cross-entropy of a language model with a decomposition spliced in, against the clean and ablated model.
 
     The decomposition replaces the activation at ``(layer, site)`` by its
@@ -208,7 +223,15 @@ def _check_texts(texts):
     return check(texts)
 
 
-def read_activations(model, texts, *, layer, site, batch_size=8, max_length=128):
+def read_activations(
+    model: tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase],
+    texts: Sequence[str],
+    *,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    batch_size: int = 8,
+    max_length: int = 128,
+) -> np.ndarray:
     """Activations at ``(layer, site)`` of every real token of ``texts``, for a loaded ``(model, tokenizer)``.
 
     The quick way to fit a decomposition on a model held in memory (tests,
@@ -242,7 +265,7 @@ def site_batches(network, tokenizer, texts, layer, site, batch_size, max_length)
             yield captured[layer][0], encoded["attention_mask"].bool()
 
 
-def loss_recovered_scorer(estimator, X, y=None):
+def loss_recovered_scorer(estimator: BaseEstimator, X: Sequence[str], y: object = None) -> float:
     """``fraction_recovered`` of a fitted Pipeline that starts with TransformerActivations, on texts ``X``.
 
     For ``GridSearchCV(Pipeline([("acts", TransformerActivations(model=...)),

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import contextlib
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from .. import _torch
 from ._hooks import read_sites, site_width
 from ._interventions import _model_device_dtype, _vectors, steer
+
+if TYPE_CHECKING:
+    import transformers
 
 #: The prompt after which the SNMF paper measures the KL of a steered model.
 DEFAULT_PROMPT = "I think that"
@@ -71,7 +76,16 @@ def _kl(clean, steered):
     return (clean.exp() * (clean - steered)).sum(-1).clamp_min(0.0)
 
 
-def steering_kl(network, tokenizer, layer, site, directions, alphas, *, prompt=DEFAULT_PROMPT):
+def steering_kl(
+    network: transformers.PreTrainedModel,
+    tokenizer: transformers.PreTrainedTokenizerBase,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    directions: ArrayLike,
+    alphas: ArrayLike,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+) -> np.ndarray:
     """KL(clean ‖ steered) of the next-token distribution after ``prompt``, one per direction and α.
 
     Parameters
@@ -107,9 +121,20 @@ def _activation_scale(network, prompt_ids, layer, site):
 
 
 def calibrate_alpha(
-    model, tokenizer, layer, site, directions, *, target_kl, prompt=DEFAULT_PROMPT, sign=1, rtol=0.05,
-    max_alpha=None, max_iter=60, unreachable="raise",
-):
+    model: transformers.PreTrainedModel,
+    tokenizer: transformers.PreTrainedTokenizerBase,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    directions: ArrayLike,
+    *,
+    target_kl: float,
+    prompt: str = DEFAULT_PROMPT,
+    sign: Literal[1, -1] = 1,
+    rtol: float = 0.05,
+    max_alpha: float | None = None,
+    max_iter: int = 60,
+    unreachable: Literal["raise", "nan"] = "raise",
+) -> np.ndarray:
     """The step along each direction that moves the next-token distribution after ``prompt`` by ``target_kl``.
 
     For every unit direction ``d`` finds ``α`` with ``sign · α ≥ 0`` such
@@ -263,9 +288,20 @@ def _nucleus_sample(logits, top_k, top_p, generator):
 
 
 def sample_continuations(
-    model, tokenizer, layer, site, directions=None, alphas=None, *, prompt=DEFAULT_PROMPT, n_samples=4,
-    max_new_tokens=30, top_k=30, top_p=0.3, random_state=None,
-):
+    model: transformers.PreTrainedModel,
+    tokenizer: transformers.PreTrainedTokenizerBase,
+    layer: int,
+    site: Literal["mlp", "attn", "residual"],
+    directions: ArrayLike | None = None,
+    alphas: ArrayLike | None = None,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    n_samples: int = 4,
+    max_new_tokens: int = 30,
+    top_k: int = 30,
+    top_p: float = 0.3,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[list[list[int]], Sequence[str]]:
     """Sampled continuations of ``prompt``, ``n_samples`` per direction, every direction in one batch.
 
     Row ``i · n_samples + j`` is sample ``j`` of direction ``i``, steered by

@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 from numbers import Integral
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -79,7 +81,11 @@ def _dictionary_tensors(estimator, architecture):
 
 
 def save_pretrained(
-    estimator: BaseEstimator, path: str | Path, *, hook_name: str | None = None, model_name: str | None = None
+    estimator: BaseEstimator,
+    path: str | Path,
+    *,
+    hook_name: str | None = None,
+    model_name: str | None = None,
 ) -> Path:
     """Write a fitted TopKSAE, MatchingPursuitSAE or SNMFDecomposer to a folder in SAELens's layout.
 
@@ -307,9 +313,18 @@ class PretrainedSAE(ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, Transf
     }
 
     def __init__(
-        self, W_enc, b_enc, W_dec, b_dec, *, architecture="standard", k=None, apply_b_dec_to_input=True,
-        device="auto", dtype=None,
-    ):
+        self,
+        W_enc: ArrayLike,
+        b_enc: ArrayLike,
+        W_dec: ArrayLike,
+        b_dec: ArrayLike,
+        *,
+        architecture: Literal["standard", "topk"] = "standard",
+        k: int | None = None,
+        apply_b_dec_to_input: bool = True,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] | None = None,
+    ) -> None:
         self.W_enc = W_enc
         self.b_enc = b_enc
         self.W_dec = W_dec
@@ -321,7 +336,7 @@ class PretrainedSAE(ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, Transf
         self.dtype = dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None) -> PretrainedSAE:
+    def fit(self, X: ArrayLike | None = None, y: object = None) -> PretrainedSAE:
         """Check the weights' shapes (nothing is learned).
 
         Parameters
@@ -362,7 +377,7 @@ class PretrainedSAE(ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, Transf
             for name in ("W_enc", "b_enc", "W_dec", "b_dec")
         }
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """SAELens's ``encode``.
 
         Parameters
@@ -386,7 +401,7 @@ class PretrainedSAE(ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, Transf
                 codes = torch.zeros_like(pre).scatter_(1, top.indices, torch.relu(top.values))
         return _torch.to_output(codes, as_tensor)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """SAELens's ``decode``: ``codes @ W_dec + b_dec``.
 
         Parameters

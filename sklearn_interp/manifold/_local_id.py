@@ -21,9 +21,11 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Integral, Real
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -447,16 +449,16 @@ def _global_dimension(graph_distances, *, n_nearest, **options):
 
 
 def intrinsic_dimension(
-    X,
+    X: ArrayLike | torch.Tensor,
     *,
-    estimator="twonn",
-    discard_fraction=0.1,
-    mle_k=20,
-    gride_n1=1,
-    device="auto",
-    dtype="float64",
-    batch_size=256,
-):
+    estimator: Literal["twonn", "twonn_ml", "mle", "gride"] = "twonn",
+    discard_fraction: float = 0.1,
+    mle_k: int = 20,
+    gride_n1: int = 1,
+    device: str | torch.device = "auto",
+    dtype: Literal["float32", "float64"] = "float64",
+    batch_size: int = 256,
+) -> float:
     """Global intrinsic dimension of a point cloud.
 
     The estimators of :class:`LocalIDEstimator` applied to the whole cloud,
@@ -674,22 +676,22 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_neighbors=128,
+        n_neighbors: int = 128,
         *,
-        estimator="twonn",
-        discard_fraction=0.1,
-        mle_k=20,
-        gride_n1=1,
-        handle_duplicates="unique",
-        duplicate_tol=0.0,
-        smooth=False,
-        max_samples=None,
-        random_state=None,
-        device="auto",
-        dtype="float64",
-        batch_size=256,
-        verbose=0,
-    ):
+        estimator: Literal["twonn", "twonn_ml", "mle", "gride"] = "twonn",
+        discard_fraction: float = 0.1,
+        mle_k: int = 20,
+        gride_n1: int = 1,
+        handle_duplicates: Literal["unique", "raise", "keep"] = "unique",
+        duplicate_tol: float = 0.0,
+        smooth: bool = False,
+        max_samples: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float64",
+        batch_size: int = 256,
+        verbose: int = 0,
+    ) -> None:
         self.n_neighbors = n_neighbors
         self.estimator = estimator
         self.discard_fraction = discard_fraction
@@ -707,7 +709,7 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike | torch.Tensor, y: object = None) -> LocalIDEstimator:
         """Estimate the LID of every row of ``X``.
 
         Parameters
@@ -726,7 +728,11 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_transform(self, X, y=None):
+    def fit_transform(
+        self,
+        X: ArrayLike | torch.Tensor,
+        y: object = None,
+    ) -> np.ndarray | torch.Tensor:
         """Estimate the LID of every row of ``X`` and return them.
 
         Each row's neighbourhood excludes the row itself (and, by
@@ -906,7 +912,7 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             local_ids = self._local_ids(neighbourhoods, graph_indices, graph_distances, reference, n_nearest)
         return local_ids, distances, as_tensor
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """LID of new rows, each in its neighbourhood among the fitted rows.
 
         The neighbourhood of a row is its ``n_neighbors_`` nearest rows of
@@ -924,7 +930,7 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         local_ids, _, as_tensor = self._query(X)
         return _torch.to_output(local_ids[:, None], as_tensor)
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike | torch.Tensor, y: object = None) -> float:
         """Mean held-out log-likelihood of ``X`` under the fitted LIDs (higher is better).
 
         The mean of :meth:`score_samples` over the rows where it is defined:
@@ -953,7 +959,7 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         finite = np.isfinite(log_likelihood)
         return float(log_likelihood[finite].mean()) if finite.any() else float("nan")
 
-    def score_samples(self, X):
+    def score_samples(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Held-out log-likelihood of each row's nearest-neighbour ratio.
 
         Row ``x`` has the ratio ``μ = r2 / r1`` of its distances to its two
@@ -976,7 +982,7 @@ class LocalIDEstimator(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         log_likelihood = _pareto_log_likelihood(local_ids, distances[:, 0], distances[:, 1])
         return _torch.to_output(log_likelihood, _torch.is_tensor(X))
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         """Name of the one output column.
 
         Parameters
@@ -999,7 +1005,7 @@ def _smoothed(own_ids, fit_ids, neighbourhoods):
     return torch.nanmean(torch.cat([own_ids[:, None], fit_ids[neighbourhoods]], dim=1), dim=1)
 
 
-def mean_local_id(estimator, X):
+def mean_local_id(estimator: BaseEstimator, X: ArrayLike | torch.Tensor) -> float:
     """The mean LID of the rows of ``X`` under a fitted :class:`LocalIDEstimator` (NaN ignored).
 
     Each row's LID is estimated in its neighbourhood among the fitted rows,
@@ -1029,7 +1035,7 @@ def mean_local_id(estimator, X):
     return float(np.nanmean(local_ids)) if np.isfinite(local_ids).any() else float("nan")
 
 
-def mean_lid_scorer(estimator, X, y=None):
+def mean_lid_scorer(estimator: BaseEstimator, X: ArrayLike, y: object = None) -> float:
     """Scorer: :func:`mean_local_id`, for reporting in a search.
 
     For ``GridSearchCV(scoring={"loglik": twonn_loglik_scorer, "mean_lid":
@@ -1049,7 +1055,7 @@ def mean_lid_scorer(estimator, X, y=None):
     return mean_local_id(estimator, X)
 
 
-def twonn_loglik_scorer(estimator, X, y=None):
+def twonn_loglik_scorer(estimator: BaseEstimator, X: ArrayLike, y: object = None) -> float:
     """Scorer: the mean held-out Pareto log-likelihood, :meth:`LocalIDEstimator.score`.
 
     The default ``score`` already; name it explicitly next to other metrics

@@ -12,22 +12,28 @@ while it trains.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 import zlib
 from numbers import Integral
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from skorch.callbacks import Callback
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from skorch.callbacks import Callback
 
 from .. import _torch
 from .._training import evaluate_in_batches
 from ._local_id import ESTIMATORS, LocalIDEstimator
+
+if TYPE_CHECKING:
+    import skorch
 
 # Columns of the table, in order; metrics follow them.
 _COLUMNS = ("step", "split", "layer", "n_samples", "mean_lid", "median_lid", "std_lid", "n_undefined")
@@ -188,19 +194,19 @@ class LocalIDTracker(Callback):
 
     def __init__(
         self,
-        n_neighbors=128,
+        n_neighbors: int = 128,
         *,
-        n_samples=None,
-        estimator="twonn",
-        probes=None,
-        embed=None,
-        every=1,
-        random_state=None,
-        device="auto",
-        dtype="float64",
-        batch_size=256,
-        verbose=0,
-    ):
+        n_samples: int | None = None,
+        estimator: Literal["twonn", "twonn_ml", "mle", "gride"] = "twonn",
+        probes: Mapping[str, ArrayLike | torch.Tensor] | torch.Tensor | None = None,
+        embed: str | Callable[..., Any] | None = None,
+        every: int = 1,
+        random_state: int | np.random.RandomState | None = None,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float64",
+        batch_size: int = 256,
+        verbose: int = 0,
+    ) -> None:
         self.n_neighbors = n_neighbors
         self.n_samples = n_samples
         self.estimator = estimator
@@ -266,7 +272,15 @@ class LocalIDTracker(Callback):
             )
         return rows
 
-    def record(self, step: float, X, *, split: str = "train", layer: int | str | None = None, **metrics) -> dict:
+    def record(
+        self,
+        step: float,
+        X: ArrayLike | torch.Tensor,
+        *,
+        split: str = "train",
+        layer: int | str | None = None,
+        **metrics: Any,
+    ) -> dict:
         """Estimate the local IDs of ``X``'s sample and add a row to the table.
 
         Parameters
@@ -329,8 +343,16 @@ class LocalIDTracker(Callback):
         return row
 
     def record_checkpoints(
-        self, checkpoints, texts, *, layer: int | list[int], site: str = "residual", steps=None,
-        metrics: list[dict] | None = None, max_length: int = 128, batch_size: int = 32,
+        self,
+        checkpoints: Sequence[str] | os.PathLike[str],
+        texts: Sequence[str] | Mapping[str, Sequence[str]],
+        *,
+        layer: int | list[int],
+        site: str = "residual",
+        steps: Sequence[int] | None = None,
+        metrics: list[dict] | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
     ) -> LocalIDTracker:
         """Record the token embeddings of ``texts`` at every checkpoint folder.
 
@@ -428,13 +450,15 @@ class LocalIDTracker(Callback):
             inputs = _torch.to_tensor(probe, net.device, dtype)
             self.record(step, self._embedded(net.module_, inputs), split=split, **metrics)
 
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
+    def on_train_begin(self, net: skorch.NeuralNet, X: Any = None, y: Any = None, **kwargs: Any) -> None:
         """Record step 0 (the untrained model) when training starts from scratch."""
         self._ensure_initialized()
         if not len(net.history):
             self._record_probes(net, 0)
 
-    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+    def on_epoch_end(
+        self, net: skorch.NeuralNet, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any
+    ) -> None:
         """Record the probes after every ``every``-th epoch, with the epoch's metrics."""
         epoch = len(net.history)
         if epoch % self.every == 0:
@@ -442,7 +466,11 @@ class LocalIDTracker(Callback):
 
     # -- the paper's heuristic -----------------------------------------------
     def lag_correlation(
-        self, metric: str, *, lags: tuple[int, ...] = (0, 1, 2), higher_is_better: bool = True
+        self,
+        metric: str,
+        *,
+        lags: tuple[int, ...] = (0, 1, 2),
+        higher_is_better: bool = True,
     ) -> pd.DataFrame:
         """Does a drop in mean LID precede a gain in ``metric``?
 

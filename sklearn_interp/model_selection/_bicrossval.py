@@ -12,9 +12,12 @@ cannot help predict the hidden ones, so the score peaks near the true size.
 from __future__ import annotations
 
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
@@ -35,7 +38,13 @@ def _hidden_columns(n_features, holdout_fraction, random_state):
     return np.sort(permutation[n_hidden:]), np.sort(permutation[:n_hidden])
 
 
-def bicrossval_r2(estimator, X, *, holdout_fraction=0.5, random_state=None):
+def bicrossval_r2(
+    estimator: BaseEstimator,
+    X: ArrayLike | torch.Tensor,
+    *,
+    holdout_fraction: float = 0.5,
+    random_state: int | np.random.RandomState | None = None,
+) -> float:
     """R² of the hidden features predicted from codes fitted to the visible ones.
 
     Parameters
@@ -100,7 +109,9 @@ class BiCrossValScorer:
     ``n_jobs`` in a search.
     """
 
-    def __init__(self, holdout_fraction=0.5, random_state=None):
+    def __init__(
+        self, holdout_fraction: float = 0.5, random_state: int | np.random.RandomState | None = None
+    ) -> None:
         self.holdout_fraction = holdout_fraction
         self.random_state = random_state
 
@@ -118,7 +129,10 @@ class BiCrossValScorer:
     },
     prefer_skip_nested_validation=True,
 )
-def bicrossval_scorer(holdout_fraction=0.5, random_state=None):
+def bicrossval_scorer(
+    holdout_fraction: float = 0.5,
+    random_state: int | np.random.RandomState | None = None,
+) -> BiCrossValScorer:
     """Scorer for choosing the size of a dictionary by bi-cross-validation.
 
     Use it as ``GridSearchCV(..., scoring=bicrossval_scorer(random_state=0))``
@@ -173,7 +187,7 @@ def bicrossval_scorer(holdout_fraction=0.5, random_state=None):
     return BiCrossValScorer(holdout_fraction=holdout_fraction, random_state=random_state)
 
 
-def mean_l0(estimator, X):
+def mean_l0(estimator: BaseEstimator, X: ArrayLike | torch.Tensor) -> float:
     """Mean number of non-zero codes per row of ``X`` (lower is sparser).
 
     Parameters
@@ -191,7 +205,7 @@ def mean_l0(estimator, X):
     return float(np.count_nonzero(codes, axis=1).mean())
 
 
-def mean_l0_scorer(estimator, X, y=None):
+def mean_l0_scorer(estimator: BaseEstimator, X: ArrayLike, y: object = None) -> float:
     """Scorer: :func:`mean_l0`, for reporting next to the criteria a search ranks by.
 
     Not a "higher is better" criterion: do not refit on it.
@@ -204,7 +218,10 @@ def _score_method(estimator, X, y=None):
     return float(estimator.score(X))
 
 
-def dictionary_scoring(holdout_fraction=0.5, random_state=None):
+def dictionary_scoring(
+    holdout_fraction: float = 0.5,
+    random_state: int | np.random.RandomState | None = None,
+) -> dict[str, Any]:
     """Multi-metric ``scoring=`` for dictionaries: R², bi-cross-validated R² and L0.
 
     Parameters

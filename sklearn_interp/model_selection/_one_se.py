@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,12 @@ def _complexity_function(complexity):
     return by_names
 
 
-def one_se_table(cv_results, complexity, *, scoring="score"):
+def one_se_table(
+    cv_results: dict[str, Any],
+    complexity: str | Sequence[str] | Callable[..., Any],
+    *,
+    scoring: str = "score",
+) -> pd.DataFrame:
     """Every candidate's mean score, standard error and complexity.
 
     Parameters
@@ -114,7 +120,11 @@ class _OneStandardErrorRule:
         return f"simplest_within_one_se(complexity={self.complexity!r}, scoring={self.scoring!r})"
 
 
-def simplest_within_one_se(complexity, *, scoring="score"):
+def simplest_within_one_se(
+    complexity: str | Sequence[str] | Callable[..., Any],
+    *,
+    scoring: str = "score",
+) -> Callable[..., Any]:
     """A ``refit=`` rule: the least complex candidate within one standard error of the best.
 
     The best candidate is the one with the highest mean test score; its

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import copy
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
-from skorch import NeuralNet
-from skorch.dataset import unpack_data
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
 
 from .. import _torch
 from .._training import epoch_losses, evaluate_in_batches, init_layer_, make_net
 from ..base import TorchClassifierMixin, TorchEstimatorMixin
+
+if TYPE_CHECKING:
+    import skorch
 
 
 def _adversarial_examples(module, X, y, *, epsilon, n_steps, step_size, random_start, generator):
@@ -231,21 +236,21 @@ class TorchMLPClassifier(_TorchClassifierBase):
 
     def __init__(
         self,
-        hidden_layer_sizes=(256, 256),
+        hidden_layer_sizes: tuple[int, ...] = (256, 256),
         *,
-        adversarial=None,
-        epsilon=0.1,
-        pgd_steps=7,
-        max_epochs=40,
-        batch_size=64,
-        learning_rate=1e-3,
-        tol=None,
-        device="auto",
-        dtype="float32",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-    ):
+        adversarial: Literal["fgsm", "pgd"] | None = None,
+        epsilon: float = 0.1,
+        pgd_steps: int = 7,
+        max_epochs: int = 40,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        tol: float | None = None,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: Sequence[skorch.callbacks.Callback | tuple[str, skorch.callbacks.Callback]] | None = None,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.adversarial = adversarial
         self.epsilon = epsilon
@@ -273,7 +278,7 @@ class TorchMLPClassifier(_TorchClassifierBase):
         }
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike | torch.Tensor, y: ArrayLike) -> TorchMLPClassifier:
         """Train the network for ``max_epochs`` epochs (fewer with ``tol``).
 
         Parameters
@@ -378,7 +383,16 @@ class TorchModuleClassifier(_TorchClassifierBase):
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
-    def __init__(self, module, classes, *, input_shape=None, batch_size=256, device="auto", dtype="float32"):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        classes: ArrayLike,
+        *,
+        input_shape: tuple[int, ...] | None = None,
+        batch_size: int = 256,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
+    ) -> None:
         self.module = module
         self.classes = classes
         self.input_shape = input_shape
@@ -387,7 +401,7 @@ class TorchModuleClassifier(_TorchClassifierBase):
         self.dtype = dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> TorchModuleClassifier:
         """Record the classes and input width; the module is not trained.
 
         Parameters

@@ -12,12 +12,20 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch
+
+if TYPE_CHECKING:
+    import transformers
+
+    from ..activations import TransformerActivations
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60em;margin:1.5em auto;padding:0 1em;color:#222}
@@ -103,15 +111,26 @@ class FeatureDashboard:
     features : list of dict
     """
 
-    def __init__(self, features, source=""):
+    def __init__(self, features: Sequence[dict[str, Any]], source: str = "") -> None:
         self.features = features
         self.source = source
 
     @classmethod
     def from_estimator(
-        cls, estimator, X, tokens, *, features=None, n_examples=20, language_model=None, tokenizer=None,
-        layer=None, site="residual", n_vocab=10, source="",
-    ):
+        cls,
+        estimator: BaseEstimator,
+        X: ArrayLike,
+        tokens: TransformerActivations | pd.DataFrame | Sequence[str],
+        *,
+        features: ArrayLike | None = None,
+        n_examples: int = 20,
+        language_model: transformers.PreTrainedModel | None = None,
+        tokenizer: transformers.PreTrainedTokenizerBase | None = None,
+        layer: int | None = None,
+        site: Literal["residual", "mlp", "attn"] = "residual",
+        n_vocab: int = 10,
+        source: str = "",
+    ) -> FeatureDashboard:
         """Gather, for each feature, its top activations in context and its vocabulary projection.
 
         Parameters

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
 import numpy as np
 
 from ..model_selection import one_se_table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def _label(params):
     return ", ".join(f"{name}={value}" for name, value in params.items())
 
 
-def plot_one_se(cv_results, complexity, *, scoring="score", ax=None, label=None):
+def plot_one_se(
+    cv_results: dict[str, Any],
+    complexity: str | Sequence[str] | Callable[..., Any],
+    *,
+    scoring: str = "score",
+    ax: Axes | None = None,
+    label: str | None = None,
+) -> Axes:
     """Mean test score ± one standard error per candidate, from least to most complex.
 
     The dashed line is the best mean minus its standard error; the chosen

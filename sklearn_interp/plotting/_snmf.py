@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -40,13 +44,27 @@ class SNMFFeatureDisplay:
     (2,)
     """
 
-    def __init__(self, tokens, codes, features):
+    def __init__(
+        self,
+        tokens: Sequence[Sequence[str]],
+        codes: list[np.ndarray],
+        features: np.ndarray,
+    ) -> None:
         self.tokens = tokens
         self.codes = codes
         self.features = features
 
     @classmethod
-    def from_estimator(cls, estimator, tokens, *, features=None, n_tokens=8, ax=None, n_cols=2):
+    def from_estimator(
+        cls,
+        estimator: BaseEstimator,
+        tokens: Sequence[str],
+        *,
+        features: ArrayLike | None = None,
+        n_tokens: int = 8,
+        ax: np.ndarray | None = None,
+        n_cols: int = 2,
+    ) -> SNMFFeatureDisplay:
         """Show the training tokens that express each feature most strongly.
 
         Parameters
@@ -87,7 +105,7 @@ class SNMFFeatureDisplay:
         )
         return display.plot(ax=ax, n_cols=n_cols)
 
-    def plot(self, *, ax=None, n_cols=2):
+    def plot(self, *, ax: np.ndarray | None = None, n_cols: int = 2) -> SNMFFeatureDisplay:
         """Draw the bars.
 
         Parameters

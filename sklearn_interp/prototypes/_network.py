@@ -16,20 +16,25 @@ that a deep cell's peak maps back to the right place in the image.
 from __future__ import annotations
 
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
-from skorch import NeuralNet
-from skorch.callbacks import Callback, Freezer, LRScheduler, Unfreezer
+from numpy.typing import ArrayLike
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback, Freezer, LRScheduler, Unfreezer
 
 from .. import _torch
 from .._training import epoch_losses, init_layer_, make_net
 from ..base import TorchEstimatorMixin
 from ..neural_network._mlp import _TorchClassifierBase
 from ._protocol import _check_image_shape, _PrototypeModelMixin
+
+if TYPE_CHECKING:
+    import skorch
 
 _BACKBONE = ("shallow.*", "deep.*")
 
@@ -133,7 +138,13 @@ def _space_to_depth(shallow, height, width):
     return torch.nn.functional.pixel_unshuffle(shallow, ratio)
 
 
-def sdfa_loss(shallow, deep, maps, own, margin):
+def sdfa_loss(
+    shallow: torch.Tensor,
+    deep: torch.Tensor,
+    maps: torch.Tensor,
+    own: torch.Tensor,
+    margin: float,
+) -> torch.Tensor:
     """Shallow-deep feature alignment loss of Huang et al. (2023).
 
     For each (image, prototype of the image's class), take the cell where
@@ -336,31 +347,31 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
     def __init__(
         self,
         *,
-        channels=(16, 32, 64, 64),
-        prototypes_per_class=10,
-        prototype_dim=64,
-        sdfa=True,
-        sdfa_coef=0.5,
-        sdfa_margin=0.1,
-        score_aggregation=True,
-        cluster_coef=0.8,
-        separation_coef=-0.08,
-        ortho_coef=1e-4,
-        epochs=12,
-        warmup_epochs=2,
-        lr_backbone=2e-3,
-        lr_head=2e-3,
-        lr_sa=1e-6,
-        lr_step=8,
-        lr_decay=0.2,
-        batch_size=80,
-        image_shape=None,
-        device="auto",
-        dtype="float32",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-    ):
+        channels: tuple[int, ...] = (16, 32, 64, 64),
+        prototypes_per_class: int = 10,
+        prototype_dim: int = 64,
+        sdfa: bool = True,
+        sdfa_coef: float = 0.5,
+        sdfa_margin: float = 0.1,
+        score_aggregation: bool = True,
+        cluster_coef: float = 0.8,
+        separation_coef: float = -0.08,
+        ortho_coef: float = 1e-4,
+        epochs: int = 12,
+        warmup_epochs: int = 2,
+        lr_backbone: float = 2e-3,
+        lr_head: float = 2e-3,
+        lr_sa: float = 1e-6,
+        lr_step: int = 8,
+        lr_decay: float = 0.2,
+        batch_size: int = 80,
+        image_shape: tuple[int, ...] | None = None,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: Sequence[skorch.callbacks.Callback | tuple[str, skorch.callbacks.Callback]] | None = None,
+    ) -> None:
         self.channels = channels
         self.prototypes_per_class = prototypes_per_class
         self.prototype_dim = prototype_dim
@@ -408,7 +419,7 @@ class PartPrototypeClassifier(_PrototypeModelMixin, _TorchClassifierBase):
         return groups
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike | torch.Tensor, y: ArrayLike) -> PartPrototypeClassifier:
         """Train the network for ``epochs`` epochs.
 
         Parameters

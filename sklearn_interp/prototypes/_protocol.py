@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Protocol, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import _fit_context
 from sklearn.utils.validation import check_is_fitted
 
@@ -32,7 +33,7 @@ class PrototypeActivationModel(Protocol):
     classes_: np.ndarray
     prototype_class_: np.ndarray
 
-    def prototype_activation_maps(self, X):
+    def prototype_activation_maps(self, X: ArrayLike | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Activation maps of shape (n_images, n_prototypes, h, w), larger = more activated.
 
         They must be the similarity whose spatial maximum drives the class
@@ -165,16 +166,16 @@ class TorchPrototypeAdapter(_PrototypeModelMixin, TorchModuleClassifier):
 
     def __init__(
         self,
-        module,
-        classes,
-        prototype_class,
+        module: torch.nn.Module,
+        classes: ArrayLike,
+        prototype_class: ArrayLike,
         *,
-        maps_fn=None,
-        image_shape=None,
-        batch_size=64,
-        device="auto",
-        dtype="float32",
-    ):
+        maps_fn: Callable[..., Any] | None = None,
+        image_shape: tuple[int, ...] | None = None,
+        batch_size: int = 64,
+        device: str | torch.device = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
+    ) -> None:
         self.module = module
         self.classes = classes
         self.prototype_class = prototype_class
@@ -185,7 +186,7 @@ class TorchPrototypeAdapter(_PrototypeModelMixin, TorchModuleClassifier):
         self.dtype = dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> TorchPrototypeAdapter:
         """Record classes and prototype classes; check the module on ``X[:1]``.
 
         Parameters

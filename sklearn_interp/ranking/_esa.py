@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
@@ -9,7 +11,13 @@ from sklearn.preprocessing import normalize
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 
-def esa_concept_vectors(texts, concept_texts, *, token_pattern=TOKEN_PATTERN, lowercase=True):
+def esa_concept_vectors(
+    texts: Sequence[str],
+    concept_texts: Sequence[str],
+    *,
+    token_pattern: str = TOKEN_PATTERN,
+    lowercase: bool = True,
+) -> np.ndarray:
     """Each text's ESA vector: its tf-idf cosine with every concept's article.
 
     Following Gabrilovich & Markovitch (2007), a concept is an article
@@ -40,7 +48,14 @@ def esa_concept_vectors(texts, concept_texts, *, token_pattern=TOKEN_PATTERN, lo
     return (vectorizer.transform(texts) @ articles.T).toarray()
 
 
-def esa_relatedness(queries, items, concept_texts, *, token_pattern=TOKEN_PATTERN, lowercase=True):
+def esa_relatedness(
+    queries: Sequence[str],
+    items: Sequence[str],
+    concept_texts: Sequence[str],
+    *,
+    token_pattern: str = TOKEN_PATTERN,
+    lowercase: bool = True,
+) -> np.ndarray:
     """ESA relatedness of each (query, item) pair: the cosine of their concept vectors.
 
     A pair whose texts share no word with any article scores 0.

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.utils.metadata_routing import MetadataRequest
 
 
@@ -70,7 +71,14 @@ def _dcg(relevance, k):
     return float(np.dot(relevance[:k], discounts))
 
 
-def grouped_ndcg_score(y_true, y_score, groups, k=10, *, return_counts=False):
+def grouped_ndcg_score(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    groups: ArrayLike,
+    k: int = 10,
+    *,
+    return_counts: bool = False,
+) -> tuple[float, int]:
     """Mean NDCG@k over query groups, with linear gains.
 
     Within each group the rows are ranked by decreasing ``y_score``; tied
@@ -126,7 +134,12 @@ def grouped_ndcg_score(y_true, y_score, groups, k=10, *, return_counts=False):
     return score
 
 
-def top_concept_agreement(contributions, query_concepts, item_concepts, relevant=None):
+def top_concept_agreement(
+    contributions: ArrayLike,
+    query_concepts: ArrayLike,
+    item_concepts: ArrayLike,
+    relevant: ArrayLike | None = None,
+) -> float:
     """Share of pairs whose largest contribution is a concept both sides truly have.
 
     The faithfulness of a concept explanation when the true concepts are
@@ -192,7 +205,7 @@ class NDCGScorer:
     NDCGScorer(k=5)
     """
 
-    def __init__(self, k=10):
+    def __init__(self, k: int = 10) -> None:
         self.k = k
 
     def __call__(self, estimator, X, y_true, qid=None):
@@ -204,7 +217,7 @@ class NDCGScorer:
         warn_on_training_groups(ranker, labels)
         return grouped_ndcg_score(y_true, estimator.predict(X), group_codes(labels), self.k)
 
-    def get_metadata_routing(self):
+    def get_metadata_routing(self) -> MetadataRequest:
         """Request ``qid`` for ``score``, the method name scorers are routed under."""
         request = MetadataRequest(owner=type(self).__name__)
         request.score.add_request(param="qid", alias=True)

@@ -25,23 +25,29 @@ import re
 import warnings
 from collections import Counter
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping
-from skorch.utils import noop
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping
+from skorch.utils import noop
 
 from .. import _torch
 from .._training import ShuffledBatches, epoch_losses, evaluate_in_batches, init_layer_, make_net
 from ..base import TorchEstimatorMixin
 from ._esa import TOKEN_PATTERN
 from ._metrics import group_codes, grouped_ndcg_score, query_groups_of, query_labels_of, warn_on_training_groups
+
+if TYPE_CHECKING:
+    import skorch
+    import scipy.sparse
 
 _PAD, _UNKNOWN = 0, 1  # token ids; real tokens start at 2
 # Pairs scored per forward pass in predict, transform and explain.
@@ -572,40 +578,40 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        encoder="gru",
+        encoder: Literal["gru", "bow", "minilm", "tfidf"] = "gru",
         *,
-        shared_encoder=False,
-        embedding_dim=64,
-        hidden_dim=64,
-        max_length=64,
-        concepts=None,
-        concept_texts=None,
-        concept_embeddings=None,
-        freeze_concepts=False,
-        activation="sigmoid",
-        similarity="dot",
-        concept_weights="ones",
-        concept_weight=1.0,
-        loss="pairwise",
-        ndcg_k=10,
-        query_col="query",
-        item_col="item",
-        qid_col="qid",
-        max_vocab=20000,
-        min_df=1,
-        lowercase=True,
-        token_pattern=TOKEN_PATTERN,
-        learning_rate=3e-3,
-        max_epochs=30,
-        patience=5,
-        validation_fraction=0.2,
-        batch_size=16,
-        device="auto",
-        dtype="float32",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-    ):
+        shared_encoder: bool = False,
+        embedding_dim: int = 64,
+        hidden_dim: int = 64,
+        max_length: int = 64,
+        concepts: int | Sequence[str] | None = None,
+        concept_texts: Sequence[str] | None = None,
+        concept_embeddings: ArrayLike | None = None,
+        freeze_concepts: bool = False,
+        activation: Literal["sigmoid", "softplus", "relu", "identity"] = "sigmoid",
+        similarity: Literal["dot", "cosine"] = "dot",
+        concept_weights: Literal["ones", "learned"] = "ones",
+        concept_weight: float = 1.0,
+        loss: Literal["pairwise", "listwise", "pointwise"] = "pairwise",
+        ndcg_k: int = 10,
+        query_col: str = "query",
+        item_col: str = "item",
+        qid_col: str = "qid",
+        max_vocab: int = 20000,
+        min_df: int = 1,
+        lowercase: bool = True,
+        token_pattern: str = TOKEN_PATTERN,
+        learning_rate: float = 3e-3,
+        max_epochs: int = 30,
+        patience: int = 5,
+        validation_fraction: float = 0.2,
+        batch_size: int = 16,
+        device: str = "auto",
+        dtype: Literal["float32", "float64"] = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: Sequence[skorch.callbacks.Callback | tuple[str, skorch.callbacks.Callback]] | None = None,
+    ) -> None:
         self.encoder = encoder
         self.shared_encoder = shared_encoder
         self.embedding_dim = embedding_dim
@@ -663,7 +669,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"X must have 2 columns, the query and the item texts; got {X.shape[1]}.")
         return _text_cells(X[:, 0], "query"), _text_cells(X[:, 1], "item"), y
 
-    def query_groups(self, X, qid=None):
+    def query_groups(self, X: pd.DataFrame | ArrayLike, qid: ArrayLike | None = None) -> np.ndarray:
         """The query group of every row of X, as integer codes.
 
         From ``qid`` when given, else from the ``qid_col`` column of a
@@ -860,7 +866,16 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     # -- fit ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, qid=None, group=None, item_concepts=None, query_concepts=None):
+    def fit(
+        self,
+        X: pd.DataFrame | ArrayLike,
+        y: ArrayLike,
+        *,
+        qid: ArrayLike | None = None,
+        group: ArrayLike | None = None,
+        item_concepts: ArrayLike | scipy.sparse.spmatrix | None = None,
+        query_concepts: ArrayLike | scipy.sparse.spmatrix | None = None,
+    ) -> SESARanker:
         """Train on (query, item) pairs graded by relevance within query groups.
 
         Parameters
@@ -1006,7 +1021,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         queries, items, _ = self._pairs(X, reset=False)
         return _module_outputs(self.module_, self._network_inputs(queries, items), keys)
 
-    def predict(self, X):
+    def predict(self, X: pd.DataFrame | ArrayLike) -> np.ndarray:
         """The score of every (query, item) pair; higher ranks first.
 
         Parameters
@@ -1021,7 +1036,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         # The sum of the returned contributions, so that the two agree to rounding.
         return _torch.to_numpy(contributions.sum(dim=1))
 
-    def transform(self, X):
+    def transform(self, X: pd.DataFrame | ArrayLike) -> np.ndarray:
         """The K per-concept contributions of every pair; each row sums to its score.
 
         Parameters
@@ -1035,7 +1050,12 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         (contributions,) = self._outputs(X, ("contributions",))
         return _torch.to_numpy(contributions)
 
-    def fit_transform(self, X, y, **fit_params):
+    def fit_transform(
+        self,
+        X: pd.DataFrame | ArrayLike,
+        y: ArrayLike,
+        **fit_params: Any,
+    ) -> np.ndarray:
         """Fit, then return the contributions of the training pairs.
 
         Parameters
@@ -1051,7 +1071,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         return self.fit(X, y, **fit_params).transform(X)
 
-    def encode(self, texts, side="item"):
+    def encode(self, texts: Sequence[str], side: Literal["item", "query"] = "item") -> np.ndarray:
         """The explicit vector e = g(E h + b) of each text: how much it expresses each concept.
 
         Parameters
@@ -1078,7 +1098,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         rows = torch.arange(inputs.shape[0], device=inputs.device)
         return _torch.to_numpy(torch.cat(evaluate_in_batches(module, explicit, rows, _INFERENCE_ROWS)))
 
-    def explain(self, X, top_k=5):
+    def explain(self, X: pd.DataFrame | ArrayLike, top_k: int = 5) -> pd.DataFrame:
         """The ``top_k`` concepts that contribute most to each pair's score.
 
         Parameters
@@ -1115,7 +1135,12 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             }
         )
 
-    def score(self, X, y, qid=None):
+    def score(
+        self,
+        X: pd.DataFrame | ArrayLike,
+        y: ArrayLike,
+        qid: ArrayLike | None = None,
+    ) -> float:
         """Mean NDCG@``ndcg_k`` over the query groups of X.
 
         Groups come from ``qid``, else the ``qid_col`` column of X, else
@@ -1135,7 +1160,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         warn_on_training_groups(self, labels)
         return grouped_ndcg_score(y, self.predict(X), group_codes(labels), self.ndcg_k)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """The concept names: the columns of :meth:`transform`.
 
         Parameters
