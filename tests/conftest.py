@@ -67,8 +67,16 @@ def device(request):
     return request.param
 
 
+# The files that take longest (minutes of real models) run first: under
+# `pytest -n 2 --dist loadfile` a file runs whole on one worker, so a long file
+# collected last would leave the other worker idle while it finishes.
+LONGEST_FIRST = ("test_readme.py", "test_sesa.py")
+
+
 def pytest_collection_modifyitems(config, items):
     # `-m device` selects every test parametrised over the devices.
     for item in items:
         if "device" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.device)
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -277,12 +277,51 @@ def _occurrences(texts, skill_trigrams):
     return hot
 
 
+def _split_items(n_items, test_size, rng, strata=None):
+    """A boolean test mask over the items, ``test_size`` of them (of each stratum) at random."""
+    test = np.zeros(n_items, dtype=bool)
+    strata = np.zeros(n_items, dtype=np.int64) if strata is None else np.asarray(strata)
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        n_test = int(round(test_size * len(members)))
+        test[rng.permutation(members)[:n_test]] = True
+    return test
+
+
+def _candidate_rows(queries, similarity, test, n_candidates, n_hard_negatives, rng):
+    """Per query (an item index): itself, its ``n_hard_negatives`` most similar items, random others.
+
+    Candidates come only from the query's own split, so no item of a test
+    query is ever seen in training, in any role.
+    """
+    query_rows, item_rows = [], []
+    for position, query in enumerate(queries):
+        pool = np.flatnonzero(test == test[query])
+        pool = pool[pool != query]
+        if len(pool) < n_candidates - 1:
+            side = "test" if test[query] else "training"
+            raise ValueError(
+                f"The {side} split holds {len(pool) + 1} items, fewer than n_candidates={n_candidates}; "
+                "lower n_candidates or change test_size."
+            )
+        ranked = pool[np.argsort(-similarity[position, pool], kind="stable")]
+        hard = ranked[: min(n_hard_negatives, n_candidates - 1)].tolist()
+        rest = np.setdiff1d(pool, hard)
+        random_negatives = rng.choice(rest, n_candidates - 1 - len(hard), replace=False).tolist()
+        candidates = [int(query)] + hard + random_negatives
+        rng.shuffle(candidates)
+        query_rows += [int(query)] * n_candidates
+        item_rows += candidates
+    return np.asarray(query_rows), np.asarray(item_rows)
+
+
 @validate_params(
     {
         "n_queries": [Interval(Integral, 1, None, closed="left"), None],
         "n_candidates": [Interval(Integral, 2, None, closed="left")],
         "n_hard_negatives": [Interval(Integral, 0, None, closed="left")],
         "n_concepts": [Interval(Integral, 1, None, closed="left")],
+        "test_size": [Interval(Real, 0, 1, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -293,6 +332,7 @@ def load_esco_ranking(
     *,
     n_hard_negatives: int = 10,
     n_concepts: int = 200,
+    test_size: float = 0.2,
     random_state: int | np.random.RandomState | None = 0,
 ) -> Bunch:
     """Find an occupation's description from its job titles: ESCO, with skills as the concepts.
@@ -310,7 +350,17 @@ def load_esco_ranking(
       occupations' texts, near-duplicates skipped. A skill occurs in a text
       when one of its label trigrams (without a stop word at either end)
       does: weak labels, since ESCO's occupation–skill links are not in
-      the wheel.
+      the wheel;
+    - the occupations are split into a training and a test part, and a
+      query's candidates come from its own part only: no test description
+      appears in training, in any role.
+
+    The task is lexical: the titles share words with their own
+    description, few pairs share a labelled skill, and ranking by the
+    true skill overlap barely beats random scores. Use it as a control
+    for word matching, not as evidence about concepts; the stdlib task
+    of :func:`load_docs_ranking` is the one where concepts carry
+    relevance.
 
     Parameters
     ----------
@@ -320,13 +370,17 @@ def load_esco_ranking(
     n_candidates : int, default=20
     n_hard_negatives : int, default=10
     n_concepts : int, default=200
+    test_size : float, default=0.2
+        Share of the occupations in the test part; ``0`` puts all in
+        training.
     random_state : int, RandomState instance or None, default=0
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         - ``frame``: DataFrame with ``qid`` (the occupation's ESCO URI),
-          ``query``, ``item``, ``relevance``;
+          ``query``, ``item``, ``relevance`` and ``split`` (``"train"``
+          or ``"test"``);
         - ``target``;
         - ``query_concepts``, ``item_concepts``: (n_pairs, n_concepts) 0/1
           weak labels of each side;
@@ -373,24 +427,15 @@ def load_esco_ranking(
     description_vectors = vectorizer.transform(descriptions)
     similarity = (vectorizer.transform([titles[q] for q in queries]) @ description_vectors.T).toarray()
 
-    query_rows, item_rows = [], []
-    for position, query in enumerate(queries):
-        ranked = [int(j) for j in np.argsort(-similarity[position], kind="stable") if j != query]
-        hard = ranked[: min(n_hard_negatives, n_candidates - 1)]
-        rest = np.setdiff1d(np.arange(n_occupations), hard + [query])
-        random_negatives = rng.choice(rest, n_candidates - 1 - len(hard), replace=False).tolist()
-        candidates = [int(query)] + hard + random_negatives
-        rng.shuffle(candidates)
-        query_rows += [int(query)] * n_candidates
-        item_rows += candidates
-
-    query_rows, item_rows = np.asarray(query_rows), np.asarray(item_rows)
+    test = _split_items(n_occupations, test_size, rng)
+    query_rows, item_rows = _candidate_rows(queries, similarity, test, n_candidates, n_hard_negatives, rng)
     frame = pd.DataFrame(
         {
             "qid": uris[query_rows],
             "query": [titles[q] for q in query_rows],
             "item": [descriptions[i] for i in item_rows],
             "relevance": (query_rows == item_rows).astype(np.int64),
+            "split": np.where(test[query_rows], "test", "train"),
         }
     )
     title_concepts = _occurrences(titles, chosen_trigrams)

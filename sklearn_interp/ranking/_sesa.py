@@ -50,6 +50,13 @@ if TYPE_CHECKING:
     import scipy.sparse
 
 _PAD, _UNKNOWN = 0, 1  # token ids; real tokens start at 2
+# The text encoded for a row given only as a concept list (masked out of its explicit vector).
+_NO_TEXT = "."
+# Concept-text pretraining: passages are the whole text and its windows of this many words.
+_PRETRAIN_WINDOW = 16
+_PRETRAIN_EPOCHS = 30
+_PRETRAIN_MIN_STEPS = 500
+_PRETRAIN_BATCH = 32
 # Pairs scored per forward pass in predict, transform and explain.
 _INFERENCE_ROWS = 512
 
@@ -247,20 +254,32 @@ class _SESANetwork(torch.nn.Module):
         distinct, inverse = torch.unique(inputs, dim=0, return_inverse=True)
         return self.projector(encoder(distinct))[inverse]
 
-    def explicit(self, logits):
-        return _ACTIVATIONS[self.activation](logits)
+    def explicit(self, logits, concept_list=None, has_text=None):
+        """g(E h + b); a row given as a concept list takes max(g(E h + b), list), a list alone the list.
 
-    def forward(self, query, item, **labels):
+        ``concept_list`` is (n, K) in [0, 1] (zeros where a row names no
+        concept); ``has_text`` is (n,) bool, False where a row is only a list.
+        """
+        explicit = _ACTIVATIONS[self.activation](logits)
+        if has_text is not None:
+            explicit = explicit * has_text.unsqueeze(1).to(explicit.dtype)
+        if concept_list is not None:
+            explicit = torch.maximum(explicit, concept_list.to(explicit.dtype))
+        return explicit
+
+    def forward(self, query, item, *, query_list=None, item_list=None, query_text=None, item_text=None, **labels):
         query_logits = self.concept_logits(query, "query")
         item_logits = self.concept_logits(item, "item")
-        contributions = concept_contributions(
-            self.explicit(query_logits), self.explicit(item_logits), self.concept_weights(), self.similarity
-        )
+        query_explicit = self.explicit(query_logits, query_list, query_text)
+        item_explicit = self.explicit(item_logits, item_list, item_text)
+        contributions = concept_contributions(query_explicit, item_explicit, self.concept_weights(), self.similarity)
         return {
             "score": contributions.sum(dim=1),
             "contributions": contributions,
             "query_logits": query_logits,
             "item_logits": item_logits,
+            "query_explicit": query_explicit,
+            "item_explicit": item_explicit,
         }
 
 
@@ -318,7 +337,12 @@ class _SESANet(NeuralNet):
             for side in ("query", "item"):
                 labels = X.get(f"{side}_concepts")
                 if labels is not None:
-                    concept_loss = torch.nn.functional.binary_cross_entropy_with_logits(y_pred[f"{side}_logits"], labels)
+                    # A row given only as a concept list has no text whose encoding could learn them.
+                    has_text = X.get(f"{side}_text")
+                    weight = None if has_text is None else has_text.unsqueeze(1).to(labels.dtype)
+                    concept_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                        y_pred[f"{side}_logits"], labels, weight=weight
+                    )
                     loss = loss + settings["concept_weight"] * concept_loss
         return loss
 
@@ -349,12 +373,17 @@ class _QueryGroupBatches(ShuffledBatches):
             yield {name: values[rows] for name, values in X.items()}, y[rows]
 
 
+# What the network reads of a pair: each side's encoder input, concept list and text mask.
+_SIDE_INPUTS = ("query", "item", "query_list", "item_list", "query_text", "item_text")
+
+
 def _module_outputs(module, inputs, keys, batch_size=_INFERENCE_ROWS):
     """The module's outputs ``keys`` over all pairs of ``inputs`` (query, item), in eval mode."""
     n_rows = inputs["query"].shape[0]
+    present = [name for name in _SIDE_INPUTS if name in inputs]
 
     def forward(rows):
-        outputs = module(inputs["query"][rows], inputs["item"][rows])
+        outputs = module(**{name: inputs[name][rows] for name in present})
         return tuple(outputs[key] for key in keys)
 
     rows = torch.arange(n_rows, device=inputs["query"].device)
@@ -384,16 +413,59 @@ class _ValidationNDCG(Callback):
 # ---------------------------------------------------------------------------
 
 
-def _text_cells(column, name):
+class _ConceptRow(tuple):
+    """A 0/1 concept row of X kept as a tuple, which scikit-learn's checks of object arrays can compare."""
+
+
+def _wrap_concept_rows(X):
+    """X with every 1-D numeric array cell (a concept row) replaced by a :class:`_ConceptRow`."""
+
+    def wrap(value):
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype != object:
+            return _ConceptRow(value.tolist())
+        return value
+
+    if isinstance(X, pd.DataFrame):
+        return X.apply(lambda column: column.map(wrap) if column.dtype == object else column)
+    if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 2:
+        wrapped = X.copy()
+        for index, value in np.ndenumerate(X):
+            wrapped[index] = wrap(value)
+        return wrapped
+    return X
+
+
+def _side_cells(column, name):
+    """A column of X as (text, concepts) per row: a text, a concept list (names or a 0/1 row), never both here.
+
+    A cell may be a text (numbers are written out with ``str``), a list,
+    tuple or set of concept names, or a 1-D array of K values in [0, 1].
+    """
+    cells = []
+    for row, value in enumerate(column):
+        if isinstance(value, _ConceptRow):
+            cells.append((None, np.asarray(value, dtype=np.float64)))
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            if not value:
+                raise ValueError(f"Row {row} of the {name} column is an empty concept list.")
+            cells.append((None, [str(concept) for concept in value]))
+        else:
+            cells.append((_text_cells([value], name, first_row=row)[0], None))
+    return cells
+
+
+def _text_cells(column, name, first_row=0):
     """A column of X as a list of non-empty strings (numbers are written out with ``str``)."""
     texts = []
-    for row, value in enumerate(column):
+    for row, value in enumerate(column, start=first_row):
         if isinstance(value, str):
             text = value
         elif isinstance(value, (Integral, Real, np.number)) and not isinstance(value, bool):
             text = str(value)
         else:
-            raise TypeError(f"Row {row} of the {name} column is a {type(value).__name__}, not a text.")
+            raise TypeError(
+                f"Row {row} of the {name} column is a {type(value).__name__}, not a text or a list of concept names."
+            )
         if not text.strip():
             raise ValueError(f"Row {row} of the {name} column is an empty text.")
         texts.append(text)
@@ -443,12 +515,24 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         ``concept_texts``, ``concept_embeddings`` or the concept labels of
         ``fit`` and names them ``concept_0, ...``.
     concept_texts : sequence of str or None, default=None
-        A text per concept (a skill's label and description): E starts as
-        the item encoder's encoding of them (with a zero bias).
+        A text per concept (a skill's label and description, a module's
+        docstring); see ``concept_init``.
     concept_embeddings : array-like of shape (K, d) or None, default=None
         Initial E; d must be the encoder's latent width.
+    concept_init : {"pretrain", "encode"}, default="pretrain"
+        How ``concept_texts`` initialise the model. ``"encode"``: E starts
+        as the untrained item encoder's encoding of the texts (zero bias);
+        for ``"bow"`` and ``"gru"`` that is a random projection that
+        carries little. ``"pretrain"``: from there, the encoders and E are
+        trained (at least 30 epochs and 500 updates) to read each concept
+        text, and each window of 16 of its words (half of them dropped at
+        random), as its concept (sigmoid BCE against one-hot rows), so the
+        word statistics of the knowledge base are in the model before any
+        pair is seen. ``"tfidf"`` always encodes (that is ESA), and given
+        ``concept_embeddings`` are not pretrained.
     freeze_concepts : bool, default=False
-        Keep E as initialised.
+        Keep E as initialised; pretraining then trains only the encoders
+        (and the bias) to reach its rows.
     activation : {"sigmoid", "softplus", "relu", "identity"}, default="sigmoid"
         g; with sigmoid, e_k reads as the probability that the text has
         concept k.
@@ -465,7 +549,15 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     ndcg_k : int, default=10
         Cut-off of the NDCG used for early stopping and :meth:`score`.
     query_col, item_col, qid_col : str, default="query", "item", "qid"
-        Columns of a DataFrame ``X``.
+        Columns of a DataFrame ``X``. A cell of the query or item column is
+        a text, or a **concept list**: a list of concept names (or a 0/1
+        array of length K) used directly as that side's explicit vector,
+        its encoder skipped, as the paper uses members' listed skills.
+    query_concepts_col, item_concepts_col : str or None, default=None
+        Columns of a DataFrame ``X`` holding a concept list (or ``None``)
+        for rows whose side is a text: that side's explicit vector is then
+        ``max(g(E h + b), list)``, the listed concepts fully present and
+        the others read from the text.
     max_vocab : int, default=20000
     min_df : int, default=1
         Words in fewer training texts are unknown.
@@ -553,6 +645,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "concepts": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "concept_texts": ["array-like", None],
         "concept_embeddings": ["array-like", None],
+        "concept_init": [StrOptions({"pretrain", "encode"})],
         "freeze_concepts": ["boolean"],
         "activation": [StrOptions(set(_ACTIVATIONS))],
         "similarity": [StrOptions({"dot", "cosine"})],
@@ -563,6 +656,8 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "query_col": [str],
         "item_col": [str],
         "qid_col": [str],
+        "query_concepts_col": [str, None],
+        "item_concepts_col": [str, None],
         "max_vocab": [Interval(Integral, 1, None, closed="left")],
         "min_df": [Interval(Integral, 1, None, closed="left")],
         "lowercase": ["boolean"],
@@ -587,6 +682,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         concepts: int | Sequence[str] | None = None,
         concept_texts: Sequence[str] | None = None,
         concept_embeddings: ArrayLike | None = None,
+        concept_init: Literal["pretrain", "encode"] = "pretrain",
         freeze_concepts: bool = False,
         activation: Literal["sigmoid", "softplus", "relu", "identity"] = "sigmoid",
         similarity: Literal["dot", "cosine"] = "dot",
@@ -597,6 +693,8 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         query_col: str = "query",
         item_col: str = "item",
         qid_col: str = "qid",
+        query_concepts_col: str | None = None,
+        item_concepts_col: str | None = None,
         max_vocab: int = 20000,
         min_df: int = 1,
         lowercase: bool = True,
@@ -620,6 +718,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.concepts = concepts
         self.concept_texts = concept_texts
         self.concept_embeddings = concept_embeddings
+        self.concept_init = concept_init
         self.freeze_concepts = freeze_concepts
         self.activation = activation
         self.similarity = similarity
@@ -630,6 +729,8 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.query_col = query_col
         self.item_col = item_col
         self.qid_col = qid_col
+        self.query_concepts_col = query_concepts_col
+        self.item_concepts_col = item_concepts_col
         self.max_vocab = max_vocab
         self.min_df = min_df
         self.lowercase = lowercase
@@ -647,27 +748,50 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     # -- inputs ----------------------------------------------------------------
     def _pairs(self, X, *, reset, y=None):
-        """Validate X (and y) and return (query texts, item texts, y)."""
+        """Validate X (and y) and return the query cells, the item cells and y.
+
+        A cell is (text or None, concept names or a 0/1 row or None): a
+        text, a concept list, or, with ``query_concepts_col`` /
+        ``item_concepts_col``, both.
+        """
+        listed = {"query": self.query_concepts_col, "item": self.item_concepts_col}
+        extra = {}
         if isinstance(X, pd.DataFrame):
-            missing = [column for column in (self.query_col, self.item_col) if column not in X.columns]
+            wanted = [self.query_col, self.item_col] + [column for column in listed.values() if column is not None]
+            missing = [column for column in wanted if column not in X.columns]
             if missing:
                 raise ValueError(
-                    f"X has no column {missing[0]!r}; set query_col / item_col to its query and item "
-                    f"text columns (it has {list(X.columns)})."
+                    f"X has no column {missing[0]!r}; set query_col / item_col (and query_concepts_col / "
+                    f"item_concepts_col) to its columns (it has {list(X.columns)})."
                 )
+            extra = {side: X[column].tolist() for side, column in listed.items() if column is not None}
             X = X[[self.query_col, self.item_col]]
+        elif any(column is not None for column in listed.values()):
+            raise ValueError("query_concepts_col / item_concepts_col name columns of a DataFrame X; X is not one.")
         elif isinstance(X, (str, bytes)) or np.ndim(X) != 2:
             raise ValueError(
                 "X must be a DataFrame with query and item text columns or an (n_pairs, 2) array of texts; "
                 f"got {'a string' if isinstance(X, (str, bytes)) else f'{np.ndim(X)} dimension(s)'}."
             )
+        X = _wrap_concept_rows(X)
         if y is None:
             X = validate_data(self, X, reset=reset, dtype=None)
         else:
             X, y = validate_data(self, X, y, reset=reset, dtype=None, y_numeric=True)
         if X.shape[1] != 2:
             raise ValueError(f"X must have 2 columns, the query and the item texts; got {X.shape[1]}.")
-        return _text_cells(X[:, 0], "query"), _text_cells(X[:, 1], "item"), y
+        sides = {"query": _side_cells(X[:, 0], "query"), "item": _side_cells(X[:, 1], "item")}
+        for side, lists in extra.items():
+            for row, (cell, concepts) in enumerate(zip(sides[side], lists)):
+                if cell[0] is None:
+                    raise ValueError(
+                        f"Row {row} of the {side} column is already a concept list; {listed[side]!r} adds "
+                        "concepts to texts."
+                    )
+                if isinstance(concepts, (list, tuple, set, frozenset, np.ndarray)) and len(concepts):
+                    concepts = concepts if isinstance(concepts, np.ndarray) else [str(c) for c in concepts]
+                    sides[side][row] = (cell[0], concepts)
+        return sides["query"], sides["item"], y
 
     def query_groups(self, X: pd.DataFrame | ArrayLike, qid: ArrayLike | None = None) -> np.ndarray:
         """The query group of every row of X, as integer codes.
@@ -754,20 +878,54 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             labels = labels.to_numpy()
         rows = list(labels) if isinstance(labels, (list, tuple, pd.Series)) else None
         if rows and isinstance(rows[0], (list, tuple, set, frozenset)):
-            index = {concept: k for k, concept in enumerate(self.concept_names_)}
-            matrix = np.zeros((len(rows), n_concepts))
-            for row, names in enumerate(rows):
-                unknown = [concept for concept in names if str(concept) not in index]
-                if unknown:
-                    raise ValueError(f"{name} row {row} names unknown concept {unknown[0]!r}.")
-                matrix[row, [index[str(concept)] for concept in names]] = 1.0
-            labels = matrix
+            labels = self._concept_rows([[str(concept) for concept in names] for names in rows], name)
         labels = np.asarray(labels, dtype=np.float64)
         if labels.shape != (n_rows, n_concepts):
             raise ValueError(f"{name} must have shape (n_pairs, n_concepts) = ({n_rows}, {n_concepts}); got {labels.shape}.")
         if not np.isfinite(labels).all() or (labels < 0).any() or (labels > 1).any():
             raise ValueError(f"{name} must hold 0/1 labels (or probabilities in [0, 1]).")
         return labels
+
+    def _concept_rows(self, rows, name):
+        """(n, K) float array of concept lists: each row a list of names, a 0/1 row of length K, or None.
+
+        ``name`` says where the rows come from, for the errors.
+        """
+        n_concepts = self.concept_names_.size
+        index = {concept: k for k, concept in enumerate(self.concept_names_)}
+        matrix = np.zeros((len(rows), n_concepts))
+        for row, concepts in enumerate(rows):
+            if concepts is None:
+                continue
+            if isinstance(concepts, np.ndarray):
+                values = np.asarray(concepts, dtype=np.float64)
+                if values.shape != (n_concepts,) or not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+                    raise ValueError(
+                        f"Row {row} of {name} is a concept row of shape {values.shape}; it must hold "
+                        f"{n_concepts} values in [0, 1], one per concept."
+                    )
+                matrix[row] = values
+                continue
+            unknown = [concept for concept in concepts if concept not in index]
+            if unknown:
+                raise ValueError(
+                    f"Row {row} of {name} names unknown concept {unknown[0]!r}; concept lists use the names "
+                    "given as concepts=."
+                )
+            matrix[row, [index[concept] for concept in concepts]] = 1.0
+        return matrix
+
+    def _side_inputs(self, cells, side):
+        """Encoder input of each row's text, and its concept list and text mask when any row has them."""
+        texts = [text if text is not None else _NO_TEXT for text, _ in cells]
+        inputs = {side: self._encoder_inputs(texts)}
+        device, dtype = self._torch_device(), self._torch_dtype()
+        lists = [concepts for _, concepts in cells]
+        if any(concepts is not None for concepts in lists):
+            inputs[f"{side}_list"] = _torch.to_tensor(self._concept_rows(lists, f"the {side} column"), device, dtype)
+        if any(text is None for text, _ in cells):
+            inputs[f"{side}_text"] = torch.as_tensor([text is not None for text, _ in cells], device=device)
+        return inputs
 
     # -- text to encoder inputs ------------------------------------------------
     def _tokens(self, texts):
@@ -805,7 +963,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         idf = torch.as_tensor(_smoothed_idf(token_lists, self.vocabulary_, n_tokens))
         return _Tfidf(idf), n_tokens
 
-    def _build_network(self, queries, items, generator):
+    def _build_network(self, texts, generator):
         """The vocabulary and the initial network (on the device, in the estimator's dtype)."""
         device, dtype = self._torch_device(), self._torch_dtype()
         knowledge = list(self.concept_texts) if self.concept_texts is not None else []
@@ -813,7 +971,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             self.vocabulary_, token_lists = {}, []
         else:
             # tf-idf weighs words by their rarity among the concept articles, as ESA does.
-            corpus = knowledge if self.encoder == "tfidf" and knowledge else queries + items + knowledge
+            corpus = knowledge if self.encoder == "tfidf" and knowledge else texts + knowledge
             token_lists = self._tokens(corpus)
             self.vocabulary_ = build_vocabulary(token_lists, max_vocab=self.max_vocab, min_df=self.min_df)
         n_tokens = len(self.vocabulary_) + 2
@@ -830,12 +988,12 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         )
         init_layer_(network.projector, generator)
         network = network.to(device=device, dtype=dtype)
-        self._init_concepts(network, knowledge, latent_dim)
+        self._init_concepts(network, knowledge, latent_dim, generator)
         if self.freeze_concepts:
             network.projector.weight.requires_grad_(False)
         return network
 
-    def _init_concepts(self, network, knowledge, latent_dim):
+    def _init_concepts(self, network, knowledge, latent_dim, generator):
         n_concepts = self.concept_names_.size
         rows = None
         if self.concept_embeddings is not None:
@@ -860,9 +1018,67 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             with torch.no_grad():
                 network.projector.weight.copy_(rows)
                 network.projector.bias.zero_()
+        # ESA's tf-idf encoder has nothing to learn; given embeddings are the user's E.
+        if knowledge and self.concept_embeddings is None and self.concept_init == "pretrain" and self.encoder != "tfidf":
+            self._pretrain_concepts(network, texts, generator)
+
+    def _pretrain_concepts(self, network, texts, generator):
+        """Teach the encoders and the projector that concept k's text, and every part of it, is concept k.
+
+        Passages are each concept text and its windows of
+        ``_PRETRAIN_WINDOW`` words (half overlapping); word encoders also
+        see half of each passage's words dropped at random every epoch.
+        Sigmoid BCE against the concept's one-hot row moves the knowledge
+        base's word statistics into the word embeddings and E, so the axes
+        mean their concepts before any pair is seen. Both encoders learn
+        (once when shared).
+        """
+        passages, owners = [], []
+        for concept, tokens in enumerate(self._tokens(texts)):
+            windows = [tokens]
+            if len(tokens) > _PRETRAIN_WINDOW:
+                starts = range(0, len(tokens) - _PRETRAIN_WINDOW + 1, _PRETRAIN_WINDOW // 2)
+                windows += [tokens[i : i + _PRETRAIN_WINDOW] for i in starts]
+            for window in windows:
+                if window:
+                    passages.append(" ".join(window))
+                    owners.append(concept)
+        if not passages:
+            return
+        device, dtype = self._torch_device(), self._torch_dtype()
+        inputs = self._encoder_inputs(passages)
+        targets = _torch.to_tensor(np.eye(self.concept_names_.size)[owners], device, dtype)
+        encoders = [network.item_encoder] + ([] if self.shared_encoder else [network.query_encoder])
+        parameters = [p for encoder in encoders for p in encoder.parameters() if p.requires_grad]
+        # Frozen concepts keep E: the encoders then learn to reach its rows.
+        parameters += [network.projector.bias] + ([] if self.freeze_concepts else [network.projector.weight])
+        optimizer = torch.optim.Adam(parameters, lr=self.learning_rate)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        word_ids = self.encoder != "minilm"
+        # Small knowledge bases still get enough updates.
+        n_epochs = max(_PRETRAIN_EPOCHS, math.ceil(_PRETRAIN_MIN_STEPS / math.ceil(len(passages) / _PRETRAIN_BATCH)))
+        network.train()
+        for epoch in range(n_epochs):
+            rng = np.random.default_rng([seed, epoch])
+            order = rng.permutation(len(passages))
+            for rows in _torch.batch_slices(len(passages), _PRETRAIN_BATCH):
+                chosen = torch.from_numpy(order[rows]).to(device)
+                batch, target = inputs[chosen], targets[chosen]
+                if word_ids:
+                    dropped = torch.from_numpy(rng.random(tuple(batch.shape)) < 0.5).to(device)
+                    dropped[:, 0] = False  # every passage keeps its first word
+                    batch = batch.masked_fill(dropped, _PAD)
+                loss = sum(
+                    torch.nn.functional.binary_cross_entropy_with_logits(network.projector(encoder(batch)), target)
+                    for encoder in encoders
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        network.eval()
 
     def _network_inputs(self, queries, items):
-        return {"query": self._encoder_inputs(queries), "item": self._encoder_inputs(items)}
+        return {**self._side_inputs(queries, "query"), **self._side_inputs(items, "item")}
 
     # -- fit ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -932,7 +1148,8 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         device, dtype = self._torch_device(), self._torch_dtype()
         _torch.check_device_dtype(device, dtype)
         self._clear_device_cache()
-        network = self._build_network(queries, items, _torch.make_generator(int(seeds[0])))
+        texts = [text for text, _ in queries + items if text is not None]
+        network = self._build_network(texts, _torch.make_generator(int(seeds[0])))
         inputs = self._network_inputs(queries, items)
         inputs["group"] = torch.from_numpy(codes).to(device)
         for name, matrix in labels.items():
@@ -943,7 +1160,7 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         train_rows, valid_rows = self._validation_split(codes, y, seeds[2])
         callbacks = []
         if valid_rows is not None:
-            valid_inputs = {name: inputs[name][valid_rows] for name in ("query", "item")}
+            valid_inputs = {name: inputs[name][valid_rows] for name in _SIDE_INPUTS if name in inputs}
             monitor = _ValidationNDCG(valid_inputs, y[_torch.to_numpy(valid_rows)], codes[_torch.to_numpy(valid_rows)], self.ndcg_k)
             callbacks = [
                 ("valid_ndcg", monitor),
@@ -1089,13 +1306,15 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"side must be 'item' or 'query'; got {side!r}.")
         if isinstance(texts, (str, bytes)):
             raise TypeError("Expected a sequence of texts, got a single string; wrap it in a list.")
-        inputs = self._encoder_inputs(_text_cells(list(texts), side))
+        inputs = self._side_inputs(_side_cells(list(texts), side), side)
         module = self.module_
 
         def explicit(rows):
-            return module.explicit(module.concept_logits(inputs[rows], side))
+            logits = module.concept_logits(inputs[side][rows], side)
+            listed, has_text = (inputs.get(f"{side}{suffix}") for suffix in ("_list", "_text"))
+            return module.explicit(logits, None if listed is None else listed[rows], None if has_text is None else has_text[rows])
 
-        rows = torch.arange(inputs.shape[0], device=inputs.device)
+        rows = torch.arange(inputs[side].shape[0], device=inputs[side].device)
         return _torch.to_numpy(torch.cat(evaluate_in_batches(module, explicit, rows, _INFERENCE_ROWS)))
 
     def explain(self, X: pd.DataFrame | ArrayLike, top_k: int = 5) -> pd.DataFrame:
@@ -1116,12 +1335,13 @@ class SESARanker(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         if not isinstance(top_k, Integral) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer; got {top_k!r}.")
-        contributions, query_logits, item_logits = self._outputs(X, ("contributions", "query_logits", "item_logits"))
-        module = self.module_
+        contributions, query_explicit, item_explicit = self._outputs(
+            X, ("contributions", "query_explicit", "item_explicit")
+        )
         top_k = min(int(top_k), self.n_concepts_)
         values, concepts = torch.topk(contributions, top_k, dim=1)
-        query_active = torch.gather(module.explicit(query_logits), 1, concepts)
-        item_active = torch.gather(module.explicit(item_logits), 1, concepts)
+        query_active = torch.gather(query_explicit, 1, concepts)
+        item_active = torch.gather(item_explicit, 1, concepts)
         n_rows = contributions.shape[0]
         return pd.DataFrame(
             {
