@@ -7,12 +7,14 @@ import functools
 import re
 import sys
 import sysconfig
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 # Packages of the standard library whose docstrings are tests, tooling or
 # generated text rather than prose.
@@ -240,6 +242,18 @@ def _documented_objects(min_summary_words, min_body_words):
     return found
 
 
+@validate_params(
+    {
+        "n_queries": [Interval(Integral, 1, None, closed="left"), None],
+        "n_candidates": [Interval(Integral, 2, None, closed="left")],
+        "n_hard_negatives": [Interval(Integral, 0, None, closed="left")],
+        "min_objects": [Interval(Integral, 1, None, closed="left")],
+        "max_objects": [Interval(Integral, 1, None, closed="left")],
+        "test_size": [Interval(Real, 0, 1, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def load_docs_ranking(
     n_queries: int | None = 600,
     n_candidates: int = 20,
@@ -309,14 +323,6 @@ def load_docs_ranking(
 
     from ._ranking import _candidate_rows, _split_items
 
-    for name, value, low in (("n_candidates", n_candidates, 2), ("n_hard_negatives", n_hard_negatives, 0),
-                             ("min_objects", min_objects, 1), ("max_objects", max_objects, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-    if n_queries is not None and (not isinstance(n_queries, (int, np.integer)) or n_queries < 1):
-        raise ValueError(f"n_queries must be a positive integer or None; got {n_queries!r}.")
-    if not 0 <= test_size < 1:
-        raise ValueError(f"test_size must lie in [0, 1); got {test_size!r}.")
     rng = check_random_state(random_state)
     modules = {
         module: (module_doc, objects)
